@@ -1,0 +1,118 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/gatehouse-dev/gatehouse/config"
+)
+
+// Wiring is what a package builder sees while the server is assembled: the
+// validated config, shared services, and the slots it may fill. Builders run
+// once at start, in order; each plugs its package into the pipeline.
+type Wiring struct {
+	Config  *config.Config
+	Logger  *zap.Logger
+	Metrics prometheus.Registerer
+	// Clock is the one clock of the process (policy time, anomaly windows);
+	// `gatehouse demo --at` shifts it.
+	Clock func() time.Time
+
+	// Stages; a builder sets the ones it provides.
+	Auth      Authenticator
+	Risk      RiskAssessor
+	Authz     Authorizer
+	Recorder  Recorder
+	Observers []Observer
+
+	mux        *http.ServeMux // /.gatehouse/* on every host
+	adminMux   *http.ServeMux // admin API, behind the bearer token
+	readiness  []readinessCheck
+	onReload   []func(ctx context.Context, cfg *config.Config) error
+	onClose    []func(ctx context.Context) error
+	hdrs       []UpstreamHeaderer
+	guards     []RequestGuard
+	routeGuard sync.Mutex
+}
+
+// UpstreamHeaderer adds headers (identity headers, signed assertion) to the
+// request sent upstream, after every client-sent one was stripped.
+type UpstreamHeaderer interface {
+	UpstreamHeaders(req *Request, id Identity, h http.Header)
+}
+
+// RequestGuard may cut a request while it is being served (an anomaly block
+// closes live downloads and WebSockets). Watch returns a context that is
+// cancelled when the request must stop, and a release func.
+type RequestGuard interface {
+	Watch(ctx context.Context, req *Request, id Identity) (context.Context, func())
+}
+
+type readinessCheck struct {
+	name  string
+	check func(ctx context.Context) error
+}
+
+// Handle registers h under /.gatehouse/ (pattern as for http.ServeMux, e.g.
+// "GET /.gatehouse/callback"). These handlers run before routing, on every host.
+func (w *Wiring) Handle(pattern string, h http.Handler) { w.mux.Handle(pattern, h) }
+
+// HandleAdmin registers h on the admin listener behind the admin token
+// (pattern e.g. "POST /api/v1/sessions/revoke").
+func (w *Wiring) HandleAdmin(pattern string, h http.Handler) { w.adminMux.Handle(pattern, h) }
+
+// AddReadiness adds a check to /readyz; a non-nil error makes it not ready.
+func (w *Wiring) AddReadiness(name string, check func(ctx context.Context) error) {
+	w.readiness = append(w.readiness, readinessCheck{name, check})
+}
+
+// OnReload registers a hook run with a new, already validated config. An
+// error keeps the old state serving and is reported as a failed reload.
+func (w *Wiring) OnReload(f func(ctx context.Context, cfg *config.Config) error) {
+	w.onReload = append(w.onReload, f)
+}
+
+// OnClose registers a hook run at shutdown, in reverse order of registration.
+func (w *Wiring) OnClose(f func(ctx context.Context) error) { w.onClose = append(w.onClose, f) }
+
+// AddUpstreamHeaderer registers h to add headers to upstream requests.
+func (w *Wiring) AddUpstreamHeaderer(h UpstreamHeaderer) { w.hdrs = append(w.hdrs, h) }
+
+// AddGuard registers g to watch requests while they are served.
+func (w *Wiring) AddGuard(g RequestGuard) {
+	w.routeGuard.Lock()
+	defer w.routeGuard.Unlock()
+	w.guards = append(w.guards, g)
+}
+
+// Builder plugs one package into the pipeline.
+type Builder func(ctx context.Context, w *Wiring) error
+
+type builderEntry struct {
+	name  string
+	order int
+	build Builder
+}
+
+var builders []builderEntry
+
+// Builder order: audit first (everyone records), then authn, anomaly, policy.
+const (
+	OrderAudit   = 10
+	OrderAuthn   = 20
+	OrderAnomaly = 30
+	OrderPolicy  = 40
+)
+
+// RegisterBuilder registers a package builder; called from init in
+// wire_<pkg>.go. Builders run by ascending order.
+func RegisterBuilder(name string, order int, b Builder) {
+	builders = append(builders, builderEntry{name, order, b})
+	sort.SliceStable(builders, func(i, j int) bool { return builders[i].order < builders[j].order })
+}
