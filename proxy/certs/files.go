@@ -1,0 +1,169 @@
+package certs
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+const defaultReloadInterval = 2 * time.Second
+
+// fileSource serves the operator's certificate pair and reloads it when a
+// file changes (polling stat: it also sees atomic renames and the symlink
+// swaps of Kubernetes secrets, which file-change events can miss).
+type fileSource struct {
+	certFile, keyFile string
+	hosts             hostSet
+	log               *zap.Logger
+	onReload          func(error)
+
+	cur atomic.Pointer[tls.Certificate]
+
+	mu   sync.Mutex // serialises reload
+	seen fileStamp  // stamps of the files as last tried
+
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+// fileStamp identifies a version of the two files.
+type fileStamp struct {
+	certMod, keyMod   time.Time
+	certSize, keySize int64
+}
+
+func newFileSource(opts Options, hs hostSet, log *zap.Logger) (*fileSource, error) {
+	if opts.CertFile == "" || opts.KeyFile == "" {
+		return nil, errors.New("tls mode files: cert_file and key_file are both required")
+	}
+	s := &fileSource{
+		certFile: opts.CertFile, keyFile: opts.KeyFile, hosts: hs, log: log, onReload: opts.OnReload,
+		stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	st, err := s.stamp()
+	if err != nil {
+		return nil, err
+	}
+	c, err := loadPair(s.certFile, s.keyFile, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	s.cur.Store(c)
+	s.seen = st
+	iv := opts.ReloadInterval
+	if iv <= 0 {
+		iv = defaultReloadInterval
+	}
+	go s.watch(iv)
+	return s, nil
+}
+
+// loadPair reads and checks a certificate/key pair; errors name the file.
+func loadPair(certFile, keyFile string, now time.Time) (*tls.Certificate, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls cert_file %s: %w", certFile, err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls key_file %s: %w", keyFile, err)
+	}
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("tls cert_file %s with key_file %s: %w", certFile, keyFile, err)
+	}
+	if c.Leaf == nil {
+		if c.Leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("tls cert_file %s: %w", certFile, err)
+		}
+	}
+	if now.After(c.Leaf.NotAfter) {
+		return nil, fmt.Errorf("tls cert_file %s: certificate expired %s", certFile, c.Leaf.NotAfter.Format(time.RFC3339))
+	}
+	return &c, nil
+}
+
+func (s *fileSource) stamp() (fileStamp, error) {
+	cs, err := os.Stat(s.certFile)
+	if err != nil {
+		return fileStamp{}, fmt.Errorf("tls cert_file %s: %w", s.certFile, err)
+	}
+	ks, err := os.Stat(s.keyFile)
+	if err != nil {
+		return fileStamp{}, fmt.Errorf("tls key_file %s: %w", s.keyFile, err)
+	}
+	return fileStamp{cs.ModTime(), ks.ModTime(), cs.Size(), ks.Size()}, nil
+}
+
+func (s *fileSource) watch(iv time.Duration) {
+	defer close(s.done)
+	t := time.NewTicker(iv)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.reloadIfChanged()
+		}
+	}
+}
+
+// reloadIfChanged loads the pair again if either file changed since the
+// last attempt. A broken pair is logged and reported; the last good one
+// keeps serving. It reports whether a reload was attempted.
+func (s *fileSource) reloadIfChanged() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.stamp()
+	if err == nil && st == s.seen {
+		return false
+	}
+	if err == nil {
+		var c *tls.Certificate
+		if c, err = loadPair(s.certFile, s.keyFile, time.Now()); err == nil {
+			s.cur.Store(c)
+			s.seen = st
+			s.log.Info("tls certificate reloaded", zap.String("cert_file", s.certFile),
+				zap.Time("not_after", c.Leaf.NotAfter), zap.Strings("names", c.Leaf.DNSNames))
+		}
+	}
+	if err != nil {
+		// Remember what was tried so a broken pair is reported once, and
+		// retried when the files change again.
+		if st != (fileStamp{}) {
+			s.seen = st
+		}
+		s.log.Error("tls certificate reload failed; the previous certificate keeps serving", zap.Error(err))
+	}
+	if s.onReload != nil {
+		s.onReload(err)
+	}
+	return true
+}
+
+// getCertificate serves the one pair to a configured SNI name, or to a
+// client that sends none (the client then checks the names itself).
+func (s *fileSource) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if hello.ServerName != "" {
+		if _, err := s.hosts.match(hello.ServerName); err != nil {
+			return nil, err
+		}
+	}
+	if c := s.cur.Load(); c != nil {
+		return c, nil
+	}
+	return nil, ErrNoCertificate
+}
+
+func (s *fileSource) close() {
+	s.once.Do(func() { close(s.stop); <-s.done })
+}
