@@ -1,0 +1,87 @@
+package policy
+
+import (
+	"net/http"
+	"strings"
+)
+
+// droppedHeaders never reach the input document: credentials (the policy
+// judges the identity the proxy established, not raw tokens) and headers a
+// client could use to lie about where it is or what it asked for. The
+// proxy strips the spoofable ones before the upstream, too.
+var droppedHeaders = map[string]bool{
+	"cookie":               true,
+	"authorization":        true,
+	"proxy-authorization":  true,
+	"x-api-key":            true,
+	"x-auth-token":         true,
+	"x-csrf-token":         true,
+	"x-xsrf-token":         true,
+	"x-amz-security-token": true,
+	"forwarded":            true,
+	"x-real-ip":            true,
+	"x-client-ip":          true,
+	"true-client-ip":       true,
+	"cf-connecting-ip":     true,
+	"fastly-client-ip":     true,
+	"x-cluster-client-ip":  true,
+	"x-original-url":       true,
+	"x-rewrite-url":        true,
+	"x-original-uri":       true,
+	"via":                  true,
+}
+
+// droppedPrefixes: forwarding headers and the identity headers Gatehouse
+// itself sends upstream (a client must not be able to pre-fill them).
+var droppedPrefixes = []string{"x-forwarded-", "x-gatehouse-", "x-original-forwarded-"}
+
+// MaxHeaderValue bounds one header value in the input document; longer
+// values are cut (the policy input is also what the audit log keeps).
+const MaxHeaderValue = 1024
+
+// DroppedHeader reports whether a header (any case) is left out of the
+// input document.
+func DroppedHeader(name string) bool {
+	n := strings.ToLower(name)
+	if droppedHeaders[n] {
+		return true
+	}
+	for _, p := range droppedPrefixes {
+		if strings.HasPrefix(n, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// HeadersFromHTTP turns request headers into the input's headers object:
+// names lower-cased, repeated values joined with ", ", credentials and
+// spoofable forwarding headers removed (see [DroppedHeader]), and extra
+// names (e.g. configured identity headers) removed as well.
+func HeadersFromHTTP(h http.Header, extra ...string) map[string]string {
+	out := make(map[string]string, len(h))
+next:
+	for name, vs := range h {
+		if len(vs) == 0 || DroppedHeader(name) {
+			continue
+		}
+		n := strings.ToLower(name)
+		for _, e := range extra {
+			if strings.EqualFold(e, n) {
+				continue next
+			}
+		}
+		v := vs[0]
+		if len(vs) > 1 {
+			v = strings.Join(vs, ", ")
+		}
+		if len(v) > MaxHeaderValue {
+			v = v[:MaxHeaderValue]
+		}
+		if prev, ok := out[n]; ok { // two spellings of one name
+			v = prev + ", " + v
+		}
+		out[n] = v
+	}
+	return out
+}
