@@ -1,0 +1,660 @@
+package anomaly
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Revoker ends sessions. The authentication package provides it (through
+// the proxy's wiring); the detector only needs these two calls.
+type Revoker interface {
+	RevokeUser(ctx context.Context, sub string) error
+	RevokeSession(ctx context.Context, id string) error
+}
+
+// Hooks let the embedding program write down what the detector does
+// (audit records, metrics, logs). Every hook is optional and must not
+// block for long; they are called on the request's goroutine (OnAnomaly)
+// or a delivery worker (OnAlert).
+type Hooks struct {
+	// OnAnomaly is called once per rule firing, after its actions ran.
+	OnAnomaly func(ctx context.Context, r Record)
+	// OnAlert is called once per sink and alert, when delivery finished or
+	// gave up.
+	OnAlert func(ctx context.Context, r AlertResult)
+	// OnStoreError is called whenever the store could not be used; op names
+	// the operation ("assess", "observe", "block", ...).
+	OnStoreError func(op string, err error)
+}
+
+// Options configure a Detector.
+type Options struct {
+	Zone  *time.Location // time zone of Night and of baseline hour bands; nil: UTC
+	Night string         // "22:00-06:00"; "" disables the night window
+	Rules []Rule
+	// Store holds the state; nil: a MemoryStore (single instance).
+	Store Store
+	// FailOpen lets requests through when the store cannot be read (known
+	// blocks made by this instance still apply). The default fails closed:
+	// Assess reports Blocked with reason store_unavailable.
+	FailOpen     bool
+	StoreTimeout time.Duration // bound on every store call; 0: 250ms
+	BlockFor     time.Duration // default block duration; 0: 1h
+	StepUpFor    time.Duration // how long a step-up request stands; 0: 12h
+	Alpha        float64       // EWMA weight of the newest hour; 0: 0.25
+	Sinks        []AlertSink
+	AlertQueue   int           // queued alerts before new ones are dropped; 0: 1024
+	AlertTimeout time.Duration // bound on delivering one alert incl. retries; 0: 2m
+	Revoker      Revoker       // needed by rules with action revoke
+	// PollInterval is how often live requests are checked against blocks
+	// made by other instances (shared stores only); 0: 500ms.
+	PollInterval time.Duration
+	// Clock is the time source for windows, night and baselines; nil:
+	// time.Now. `gatehouse demo --at 02:00` shifts it.
+	Clock func() time.Time
+	Hooks Hooks
+}
+
+// Subject is who a request came from.
+type Subject struct {
+	User     string    // stable user id (OIDC sub); "" for anonymous callers
+	Session  string    // session id, if any
+	IP       string    // client address: the key of anonymous callers
+	AuthTime time.Time // last authentication of the session (clears step-up once newer)
+}
+
+// Observation is one finished request.
+type Observation struct {
+	Time     time.Time // completion time; zero: the clock
+	Path     string
+	Status   int
+	Bytes    int64 // bytes actually sent to the client
+	Download bool
+}
+
+// Risk is what the detector knows of a subject right now.
+type Risk struct {
+	Flags   []string
+	Night   bool
+	Window  time.Duration // longest configured window
+	Counts  Counts        // the user's counters in Window
+	Session Counts        // the session's counters in Window (per-session rules only)
+	Blocked bool
+	StepUp  bool
+	Reason  string // why blocked or step-up
+	Block   *Block // the block that applies, if any
+}
+
+// BlockKind says what a block covers.
+type BlockKind string
+
+// Block kinds.
+const (
+	BlockUser    BlockKind = "user"
+	BlockSession BlockKind = "session"
+)
+
+// Block is an active refusal of a user or session.
+type Block struct {
+	Kind    BlockKind `json:"kind"`
+	ID      string    `json:"id"` // user id (or "ip:ADDR" for anonymous callers) or session id
+	Rule    string    `json:"rule,omitempty"`
+	Reason  string    `json:"reason"`
+	User    string    `json:"user,omitempty"`
+	Created time.Time `json:"created"`
+	Until   time.Time `json:"until"`
+	Counts  Counts    `json:"counts"`
+}
+
+// Record is one firing of a rule: what triggered it and what was done.
+type Record struct {
+	ID        string         `json:"id"`
+	Time      time.Time      `json:"time"`
+	Rule      string         `json:"rule"`
+	Flags     []string       `json:"flags"`
+	Scope     Scope          `json:"per"`
+	User      string         `json:"user,omitempty"`
+	Session   string         `json:"session,omitempty"`
+	IP        string         `json:"ip,omitempty"`
+	Night     bool           `json:"night"`
+	Window    time.Duration  `json:"window_ns"`
+	Counts    Counts         `json:"counts"`
+	Threshold float64        `json:"baseline_threshold,omitempty"`
+	Actions   []ActionResult `json:"actions"`
+}
+
+// ActionResult is the outcome of one action.
+type ActionResult struct {
+	Action Action    `json:"action"`
+	OK     bool      `json:"ok"`
+	Error  string    `json:"error,omitempty"`
+	Until  time.Time `json:"until,omitzero"`
+}
+
+// ErrBlocked is the cause of a live request's context cut by a block.
+var ErrBlocked = errors.New("anomaly block")
+
+// Detector counts, judges and responds. It is safe for concurrent use.
+type Detector struct {
+	opts     Options
+	night    Night
+	hasNight bool
+	rules    []Rule
+	windows  []time.Duration
+	longest  time.Duration
+	baseline bool // some rule compares with a baseline
+	perSess  bool // some rule counts per session
+	store    Store
+	clock    func() time.Time
+
+	mu    sync.Mutex
+	local map[string]Block // blocks made here: enforced even when the store is down (fail open)
+
+	live    *liveSet
+	alerts  *dispatcher
+	stop    chan struct{}
+	stopped sync.WaitGroup
+	closeMu sync.Once
+}
+
+// New validates opts and starts the detector's background work (alert
+// delivery, and polling blocks for live requests on a shared store).
+func New(opts Options) (*Detector, error) {
+	if opts.Zone == nil {
+		opts.Zone = time.UTC
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.StoreTimeout <= 0 {
+		opts.StoreTimeout = 250 * time.Millisecond
+	}
+	if opts.BlockFor <= 0 {
+		opts.BlockFor = time.Hour
+	}
+	if opts.StepUpFor <= 0 {
+		opts.StepUpFor = 12 * time.Hour
+	}
+	if opts.Alpha <= 0 || opts.Alpha > 1 {
+		opts.Alpha = 0.25
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 500 * time.Millisecond
+	}
+	if opts.AlertQueue <= 0 {
+		opts.AlertQueue = 1024
+	}
+	if opts.AlertTimeout <= 0 {
+		opts.AlertTimeout = 2 * time.Minute
+	}
+	d := &Detector{opts: opts, clock: opts.Clock, store: opts.Store, local: map[string]Block{}, stop: make(chan struct{})}
+	if opts.Night != "" {
+		n, err := ParseNight(opts.Night, opts.Zone)
+		if err != nil {
+			return nil, fmt.Errorf("anomaly: %w", err)
+		}
+		d.night, d.hasNight = n, true
+	}
+	names := map[string]bool{}
+	for i := range opts.Rules {
+		r := opts.Rules[i]
+		r.Actions = slices.Clone(r.Actions)
+		if err := r.validate(d.hasNight, opts.Revoker != nil); err != nil {
+			return nil, fmt.Errorf("anomaly: %w", err)
+		}
+		if names[r.Name] {
+			return nil, fmt.Errorf("anomaly: rule %q defined twice: %w", r.Name, ErrBadRule)
+		}
+		names[r.Name] = true
+		if r.BlockFor == 0 {
+			r.BlockFor = opts.BlockFor
+		}
+		if !slices.Contains(d.windows, r.Window) {
+			d.windows = append(d.windows, r.Window)
+		}
+		d.longest = max(d.longest, r.Window)
+		d.baseline = d.baseline || r.AboveBaseline > 0
+		d.perSess = d.perSess || r.Per == PerSession
+		d.rules = append(d.rules, r)
+	}
+	sort.Slice(d.windows, func(i, j int) bool { return d.windows[i] < d.windows[j] })
+	if d.store == nil {
+		d.store = NewMemoryStore(opts.Clock)
+	}
+	d.live = newLiveSet()
+	d.alerts = newDispatcher(opts.Sinks, opts.AlertQueue, opts.AlertTimeout, opts.Hooks.OnAlert)
+	if d.store.Shared() {
+		d.stopped.Add(1)
+		go d.pollBlocks()
+	}
+	return d, nil
+}
+
+// Close stops background work, waiting up to ctx for queued alerts.
+func (d *Detector) Close(ctx context.Context) error {
+	var err error
+	d.closeMu.Do(func() {
+		close(d.stop)
+		d.stopped.Wait()
+		err = d.alerts.close(ctx)
+	})
+	return err
+}
+
+// Now is the detector's clock.
+func (d *Detector) Now() time.Time { return d.clock() }
+
+// Night reports whether t is inside the night window.
+func (d *Detector) Night(t time.Time) bool { return d.hasNight && d.night.Contains(t) }
+
+// FailOpen reports the store-error behaviour.
+func (d *Detector) FailOpen() bool { return d.opts.FailOpen }
+
+// Rules returns the validated rules (defaults filled in).
+func (d *Detector) Rules() []Rule { return slices.Clone(d.rules) }
+
+func userKey(s Subject) string {
+	if s.User != "" {
+		return "u:" + s.User
+	}
+	return "ip:" + s.IP
+}
+
+func sessionKey(s Subject) string {
+	if s.Session == "" {
+		return ""
+	}
+	return "s:" + s.Session
+}
+
+func (d *Detector) ruleKey(r *Rule, s Subject) string {
+	if r.Per == PerSession && s.Session != "" {
+		return sessionKey(s)
+	}
+	return userKey(s)
+}
+
+func (d *Detector) keys(s Subject) []string {
+	ks := []string{userKey(s)}
+	if d.perSess && s.Session != "" {
+		ks = append(ks, sessionKey(s))
+	}
+	return ks
+}
+
+func markerNames(s Subject) []string {
+	m := []string{"block:" + userKey(s), "stepup:" + userKey(s)}
+	if sk := sessionKey(s); sk != "" {
+		m = append(m, "block:"+sk, "stepup:"+sk)
+	}
+	return m
+}
+
+func (d *Detector) storeErr(op string, err error) {
+	if d.opts.Hooks.OnStoreError != nil {
+		d.opts.Hooks.OnStoreError(op, err)
+	}
+}
+
+func (d *Detector) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d.opts.StoreTimeout)
+}
+
+type stepUpMark struct {
+	At   time.Time `json:"at"`
+	Rule string    `json:"rule"`
+}
+
+// Assess reports s's risk now. A non-nil error means the store could not
+// be read; the returned Risk then already expresses the fail-open/closed
+// choice (Blocked with reason store_unavailable when failing closed).
+func (d *Detector) Assess(ctx context.Context, s Subject) (Risk, error) {
+	now := d.clock()
+	risk := Risk{Night: d.Night(now), Window: d.longest}
+	if risk.Night {
+		risk.Flags = append(risk.Flags, FlagNight)
+	}
+	q := Query{Keys: d.keys(s), Windows: d.windows, Markers: markerNames(s)}
+	if d.baseline {
+		q.Baselines = []string{userKey(s)}
+	}
+	sctx, cancel := d.bounded(ctx)
+	snap, err := d.store.Load(sctx, now, q)
+	cancel()
+	if err != nil {
+		d.storeErr("assess", err)
+		risk.Flags = append(risk.Flags, FlagStoreUnavail)
+		if b, ok := d.localBlock(s, now); ok {
+			risk.Blocked, risk.Reason, risk.Block = true, b.Reason, &b
+			risk.Flags = append(risk.Flags, FlagBlocked)
+			return risk, fmt.Errorf("assess: %w", err)
+		}
+		if !d.opts.FailOpen {
+			risk.Blocked, risk.Reason = true, ReasonStoreUnavail
+		}
+		return risk, fmt.Errorf("assess: %w", err)
+	}
+	for _, k := range []string{sessionKey(s), userKey(s)} {
+		if k == "" {
+			continue
+		}
+		if raw, ok := snap.Markers["block:"+k]; ok && !risk.Blocked {
+			var b Block
+			if json.Unmarshal(raw, &b) != nil || b.Reason == "" {
+				b = Block{Reason: "anomaly_block"}
+			}
+			risk.Blocked, risk.Reason, risk.Block = true, b.Reason, &b
+			risk.Flags = append(risk.Flags, FlagBlocked)
+		}
+	}
+	for _, k := range []string{sessionKey(s), userKey(s)} {
+		if k == "" {
+			continue
+		}
+		if raw, ok := snap.Markers["stepup:"+k]; ok && !risk.StepUp {
+			var m stepUpMark
+			if json.Unmarshal(raw, &m) != nil || s.AuthTime.IsZero() || s.AuthTime.Before(m.At) {
+				risk.StepUp = true
+				risk.Flags = append(risk.Flags, FlagStepUp)
+				if risk.Reason == "" {
+					risk.Reason = "anomaly_step_up:" + m.Rule
+				}
+			}
+		}
+	}
+	uk := userKey(s)
+	risk.Counts = snap.Counts[uk][d.longest]
+	if sk := sessionKey(s); sk != "" {
+		risk.Session = snap.Counts[sk][d.longest]
+	}
+	b := snap.Baselines[uk]
+	for i := range d.rules {
+		r := &d.rules[i]
+		if r.Night && !risk.Night {
+			continue
+		}
+		c := snap.Counts[d.ruleKey(r, s)][r.Window]
+		if ok, flags, _ := r.match(c, b, now, d.opts.Zone); ok {
+			risk.Flags = appendNew(risk.Flags, flags...)
+		}
+	}
+	return risk, nil
+}
+
+func appendNew(dst []string, vals ...string) []string {
+	for _, v := range vals {
+		if !slices.Contains(dst, v) {
+			dst = append(dst, v)
+		}
+	}
+	return dst
+}
+
+// Observe counts one finished request of s and runs the actions of every
+// rule it makes fire. Counting is best effort: a store error is reported
+// (and returned) but changes nothing for the request, which is over.
+func (d *Detector) Observe(ctx context.Context, s Subject, o Observation) error {
+	now := o.Time
+	if now.IsZero() {
+		now = d.clock()
+	}
+	keys := d.keys(s)
+	inc := Increment{Keys: keys, Windows: d.windows, Bytes: max(o.Bytes, 0), Download: o.Download, Path: o.Path}
+	q := Query{Keys: keys, Windows: d.windows}
+	uk := userKey(s)
+	cur := period(now)
+	if d.baseline {
+		inc.BaselineUser, inc.Period = uk, cur
+		q.Baselines = []string{uk}
+	}
+	sctx, cancel := d.bounded(ctx)
+	snap, err := d.store.Add(sctx, now, inc, q)
+	cancel()
+	if err != nil {
+		d.storeErr("observe", err)
+		return fmt.Errorf("observe: %w", err)
+	}
+	b := snap.Baselines[uk]
+	if d.baseline && (b == nil || b.Next < cur) {
+		sctx, cancel := d.bounded(ctx)
+		nb, err := d.store.FoldBaseline(sctx, uk, func(old *Baseline, periods map[int64]Counts) *Baseline {
+			if old == nil {
+				return &Baseline{First: now.Unix(), Next: cur}
+			}
+			if old.Next >= cur {
+				return nil // folded meanwhile by another instance
+			}
+			old.fold(periods, cur, d.opts.Zone, d.opts.Alpha)
+			return old
+		})
+		cancel()
+		if err != nil {
+			d.storeErr("baseline", err)
+		} else {
+			b = nb
+		}
+	}
+	night := d.Night(now)
+	var errs []error
+	for i := range d.rules {
+		r := &d.rules[i]
+		if r.Night && !night {
+			continue
+		}
+		key := d.ruleKey(r, s)
+		c := snap.Counts[key][r.Window]
+		ok, flags, th := r.match(c, b, now, d.opts.Zone)
+		if !ok {
+			continue
+		}
+		if night {
+			flags = appendNew([]string{FlagNight}, flags...)
+		}
+		if err := d.fire(ctx, now, r, s, key, c, flags, th, night); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// fire runs r's actions once per subject: the fired marker (SET NX) makes
+// every replica agree on who acts.
+func (d *Detector) fire(ctx context.Context, now time.Time, r *Rule, s Subject, key string, c Counts, flags []string, th float64, night bool) error {
+	ttl := r.Window
+	if r.blocks() {
+		ttl = min(ttl, r.BlockFor)
+	}
+	sctx, cancel := d.bounded(ctx)
+	first, err := d.store.SetMarker(sctx, "fired:"+r.Name+":"+key, []byte(now.UTC().Format(time.RFC3339Nano)), ttl, true)
+	cancel()
+	if err != nil {
+		d.storeErr("fire", err)
+		if !r.blocks() {
+			return fmt.Errorf("rule %s: %w", r.Name, err)
+		}
+		// A blocking rule still blocks locally: refusing is the safe side.
+		first = true
+	}
+	if !first {
+		return nil
+	}
+	rec := Record{ID: newID(), Time: now, Rule: r.Name, Flags: flags, Scope: r.Per, User: s.User, Session: s.Session, IP: s.IP,
+		Night: night, Window: r.Window, Counts: c, Threshold: th}
+	for _, a := range r.Actions {
+		res := ActionResult{Action: a}
+		var aerr error
+		switch a {
+		case ActionAlert:
+			aerr = d.alerts.enqueue(rec)
+		case ActionStepUp:
+			raw, _ := json.Marshal(stepUpMark{At: now, Rule: r.Name})
+			sctx, cancel := d.bounded(ctx)
+			_, aerr = d.store.SetMarker(sctx, "stepup:"+key, raw, d.opts.StepUpFor, false)
+			cancel()
+		case ActionBlockSession, ActionBlockUser:
+			bkey, kind, id := userKey(s), BlockUser, strings.TrimPrefix(userKey(s), "u:")
+			if a == ActionBlockSession && s.Session != "" {
+				bkey, kind, id = sessionKey(s), BlockSession, s.Session
+			}
+			b := Block{Kind: kind, ID: id, Rule: r.Name, Reason: "anomaly:" + r.Name, User: s.User, Created: now, Until: now.Add(r.BlockFor), Counts: c}
+			aerr = d.setBlock(ctx, bkey, b, r.BlockFor)
+			res.Until = b.Until
+		case ActionRevoke:
+			if r.Per == PerSession && s.Session != "" {
+				aerr = d.opts.Revoker.RevokeSession(ctx, s.Session)
+			} else if s.User != "" {
+				aerr = d.opts.Revoker.RevokeUser(ctx, s.User)
+			} else {
+				aerr = errors.New("anonymous caller has no session to revoke")
+			}
+			if aerr == nil {
+				d.live.cut(key)
+			}
+		}
+		res.OK = aerr == nil
+		if aerr != nil {
+			res.Error = aerr.Error()
+		}
+		rec.Actions = append(rec.Actions, res)
+	}
+	if d.opts.Hooks.OnAnomaly != nil {
+		d.opts.Hooks.OnAnomaly(ctx, rec)
+	}
+	return nil
+}
+
+func newID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// setBlock stores a block, remembers it locally and cuts live requests it
+// covers at once.
+func (d *Detector) setBlock(ctx context.Context, key string, b Block, dur time.Duration) error {
+	d.mu.Lock()
+	d.local[key] = b
+	d.mu.Unlock()
+	d.live.cut(key)
+	raw, _ := json.Marshal(b)
+	sctx, cancel := d.bounded(ctx)
+	defer cancel()
+	if _, err := d.store.SetMarker(sctx, "block:"+key, raw, dur, false); err != nil {
+		d.storeErr("block", err)
+		return fmt.Errorf("store block %s: %w", key, err)
+	}
+	return nil
+}
+
+func (d *Detector) localBlock(s Subject, now time.Time) (Block, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, k := range []string{sessionKey(s), userKey(s)} {
+		if b, ok := d.local[k]; ok && k != "" {
+			if now.Before(b.Until) {
+				return b, true
+			}
+			delete(d.local, k)
+		}
+	}
+	return Block{}, false
+}
+
+func blockKey(kind BlockKind, id string) (string, error) {
+	if id == "" {
+		return "", errors.New("empty id")
+	}
+	switch kind {
+	case BlockUser:
+		if strings.HasPrefix(id, "ip:") {
+			return id, nil
+		}
+		return "u:" + id, nil
+	case BlockSession:
+		return "s:" + id, nil
+	}
+	return "", fmt.Errorf("unknown block kind %q", kind)
+}
+
+// Block refuses a user or session for dur (an operator's decision) and cuts
+// its live requests.
+func (d *Detector) Block(ctx context.Context, kind BlockKind, id string, dur time.Duration, reason string) (Block, error) {
+	key, err := blockKey(kind, id)
+	if err != nil {
+		return Block{}, fmt.Errorf("block: %w", err)
+	}
+	if dur <= 0 {
+		dur = d.opts.BlockFor
+	}
+	if reason == "" {
+		reason = "operator"
+	}
+	now := d.clock()
+	b := Block{Kind: kind, ID: id, Reason: reason, Created: now, Until: now.Add(dur)}
+	if kind == BlockUser {
+		b.User = id
+	}
+	return b, d.setBlock(ctx, key, b, dur)
+}
+
+// Blocks lists active blocks, oldest first.
+func (d *Detector) Blocks(ctx context.Context) ([]Block, error) {
+	sctx, cancel := d.bounded(ctx)
+	defer cancel()
+	ms, err := d.store.Markers(sctx, "block:")
+	if err != nil {
+		d.storeErr("list", err)
+		return nil, fmt.Errorf("list blocks: %w", err)
+	}
+	out := make([]Block, 0, len(ms))
+	for name, raw := range ms {
+		var b Block
+		if err := json.Unmarshal(raw, &b); err != nil {
+			b = Block{Reason: "unreadable block record", ID: strings.TrimPrefix(name, "block:")}
+		}
+		out = append(out, b)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, nil
+}
+
+// Unblock lifts the block of a user or session and reports whether there
+// was one. The rule's fired marker stays, so the same counters do not
+// block again at once.
+func (d *Detector) Unblock(ctx context.Context, kind BlockKind, id string) (bool, error) {
+	key, err := blockKey(kind, id)
+	if err != nil {
+		return false, fmt.Errorf("unblock: %w", err)
+	}
+	d.mu.Lock()
+	_, hadLocal := d.local[key]
+	delete(d.local, key)
+	d.mu.Unlock()
+	sctx, cancel := d.bounded(ctx)
+	defer cancel()
+	ok, err := d.store.DeleteMarker(sctx, "block:"+key)
+	if err != nil {
+		d.storeErr("unblock", err)
+		return hadLocal, fmt.Errorf("unblock %s: %w", key, err)
+	}
+	return ok || hadLocal, nil
+}
+
+// Ready reports whether the store can be reached.
+func (d *Detector) Ready(ctx context.Context) error {
+	sctx, cancel := d.bounded(ctx)
+	defer cancel()
+	if err := d.store.Ping(sctx); err != nil {
+		return fmt.Errorf("anomaly store: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,44 @@
+// Package anomaly watches the request stream for behaviour that does not
+// fit a user — bulk downloads at night, volume far above the user's own
+// baseline — and responds: it alerts, asks for step-up MFA, blocks the
+// session or user, revokes sessions and cuts live connections.
+//
+// # Design
+//
+// The package knows nothing of HTTP servers, configuration files, sessions
+// or policies. It sees a Subject (user, session, client address) and
+// Observations (one per finished request: bytes actually sent, whether it
+// was a download, the path), and answers Assess with a Risk. The proxy's
+// wire_anomaly.go adapts its own types to these.
+//
+//   - Counting happens in Observe, on completion, from the bytes really
+//     sent. Each counter key (the user, and the session when a rule is per
+//     session) has, per configured window, a ring of Buckets time buckets
+//     (window/Buckets wide): the sliding window sum is exact to one bucket.
+//     Distinct paths are kept as path → last-seen time.
+//   - Rules are evaluated after each observation on the counters read back
+//     from the store (so two replicas sharing Redis judge the same sums).
+//     A rule whose conditions all hold fires once per subject until its
+//     "fired" marker expires (the rule's window, or its block duration if
+//     shorter): actions are idempotent, even across replicas (SET NX).
+//     Every firing produces exactly one Record carrying the counters that
+//     triggered it and the outcome of every action.
+//   - Baselines are exponentially weighted averages per user and hour band
+//     (local hour of day in the configured time zone). Each hour's counts
+//     are folded into its band once the hour is over, hours without
+//     activity count as zero, and a rule using above_baseline only fires
+//     for users first seen at least MinHistory ago.
+//   - Assess reads blocks, step-up markers and counters in one round trip
+//     and turns them into Risk flags ("night", the rule's name and its
+//     kind: bulk_download, bulk_bytes, request_burst, many_paths,
+//     unusual_volume). When the store cannot be read, Assess fails closed
+//     (Blocked, reason store_unavailable) unless FailOpen is set.
+//   - Blocks cut live requests: Watch returns a context cancelled as soon
+//     as a block covering its subject is made on this instance, or within
+//     PollInterval when it was made by another instance sharing the store.
+//   - Alerts are queued and delivered by background workers with retries;
+//     the request path never waits for a webhook.
+//
+// All time comes from the injected Clock, so tests (and the demo) can run
+// at 02:00 Hong Kong time.
+package anomaly
