@@ -28,6 +28,11 @@ type Config struct {
 
 	// Path is the file the config was loaded from (not a YAML key).
 	Path string `yaml:"-"`
+
+	// lines maps each field path written in the file ("routes[2].upstream")
+	// to its 1-based line, for errors that name file:line. Read-only after
+	// Load; see Line.
+	lines map[string]int
 }
 
 // TLS selects how certificates are obtained.
