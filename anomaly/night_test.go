@@ -83,14 +83,14 @@ func TestNightRuleAcrossDST(t *testing.T) {
 		{time.Date(2026, 7, 15, 21, 30, 0, 0, time.UTC), true},
 		{time.Date(2026, 1, 15, 21, 30, 0, 0, time.UTC), false},
 		// Spring forward, 29 March 01:00 UTC (01:00 GMT -> 02:00 BST).
-		{time.Date(2026, 3, 29, 0, 59, 0, 0, time.UTC), true},  // 00:59 GMT
-		{time.Date(2026, 3, 29, 4, 59, 0, 0, time.UTC), true},  // 05:59 BST
-		{time.Date(2026, 3, 29, 5, 0, 0, 0, time.UTC), false},  // 06:00 BST
+		{time.Date(2026, 3, 29, 0, 59, 0, 0, time.UTC), true},   // 00:59 GMT
+		{time.Date(2026, 3, 29, 4, 59, 0, 0, time.UTC), true},   // 05:59 BST
+		{time.Date(2026, 3, 29, 5, 0, 0, 0, time.UTC), false},   // 06:00 BST
 		{time.Date(2026, 3, 28, 21, 59, 0, 0, time.UTC), false}, // 21:59 GMT
 		// Fall back, 25 October 01:00 UTC (02:00 BST -> 01:00 GMT).
-		{time.Date(2026, 10, 25, 5, 59, 0, 0, time.UTC), true},  // 05:59 GMT
-		{time.Date(2026, 10, 25, 6, 0, 0, 0, time.UTC), false},  // 06:00 GMT
-		{time.Date(2026, 10, 24, 21, 0, 0, 0, time.UTC), true},  // 22:00 BST
+		{time.Date(2026, 10, 25, 5, 59, 0, 0, time.UTC), true},   // 05:59 GMT
+		{time.Date(2026, 10, 25, 6, 0, 0, 0, time.UTC), false},   // 06:00 GMT
+		{time.Date(2026, 10, 24, 21, 0, 0, 0, time.UTC), true},   // 22:00 BST
 		{time.Date(2026, 10, 24, 20, 59, 0, 0, time.UTC), false}, // 21:59 BST
 	} {
 		if got := n.Contains(tc.utc); got != tc.night {
