@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -16,8 +17,8 @@ import (
 const defaultReloadInterval = 2 * time.Second
 
 // fileSource serves the operator's certificate pair and reloads it when a
-// file changes (polling stat: it also sees atomic renames and the symlink
-// swaps of Kubernetes secrets, which file-change events can miss).
+// file changes (polling their contents: that also sees atomic renames and
+// the symlink swaps of Kubernetes secrets, which file events can miss).
 type fileSource struct {
 	certFile, keyFile string
 	hosts             hostSet
@@ -34,11 +35,10 @@ type fileSource struct {
 	once sync.Once
 }
 
-// fileStamp identifies a version of the two files.
-type fileStamp struct {
-	certMod, keyMod   time.Time
-	certSize, keySize int64
-}
+// fileStamp identifies a version of the two files: a hash of their
+// contents (they are small), so an edit is seen even when the mtime and
+// size stay the same.
+type fileStamp [sha256.Size]byte
 
 func newFileSource(opts Options, hs hostSet, log *zap.Logger) (*fileSource, error) {
 	if opts.CertFile == "" || opts.KeyFile == "" {
@@ -92,15 +92,19 @@ func loadPair(certFile, keyFile string, now time.Time) (*tls.Certificate, error)
 }
 
 func (s *fileSource) stamp() (fileStamp, error) {
-	cs, err := os.Stat(s.certFile)
+	c, err := os.ReadFile(s.certFile)
 	if err != nil {
 		return fileStamp{}, fmt.Errorf("tls cert_file %s: %w", s.certFile, err)
 	}
-	ks, err := os.Stat(s.keyFile)
+	k, err := os.ReadFile(s.keyFile)
 	if err != nil {
 		return fileStamp{}, fmt.Errorf("tls key_file %s: %w", s.keyFile, err)
 	}
-	return fileStamp{cs.ModTime(), ks.ModTime(), cs.Size(), ks.Size()}, nil
+	h := sha256.New()
+	fmt.Fprintf(h, "%d\n", len(c))
+	h.Write(c)
+	h.Write(k)
+	return fileStamp(h.Sum(nil)), nil
 }
 
 func (s *fileSource) watch(iv time.Duration) {
