@@ -1,0 +1,399 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Durability says when Append returns relative to fsync.
+type Durability string
+
+const (
+	// DurabilityBatch returns from Append once the record is sequenced; the
+	// log is fsynced at most one group-commit window later.
+	DurabilityBatch Durability = "batch"
+	// DurabilityAlways returns from Append only after the record is on disk.
+	// Concurrent appenders share one fsync (group commit).
+	DurabilityAlways Durability = "always"
+)
+
+// Defaults for Options.
+const (
+	DefaultGroupCommit        = 10 * time.Millisecond
+	DefaultCheckpointInterval = time.Second
+	DefaultSegmentSize        = 64 << 20
+	DefaultSegmentAge         = 24 * time.Hour
+	maxPendingBytes           = 32 << 20
+)
+
+// Options configure a Log. Key is required.
+type Options struct {
+	Dir                string
+	Key                *Key
+	Origin             string // checkpoint origin line; default the key name
+	Durability         Durability
+	GroupCommit        time.Duration
+	CheckpointInterval time.Duration
+	SegmentSize        int64
+	SegmentAge         time.Duration
+	// Publishers receive every new checkpoint (file, webhook).
+	Publishers []Publisher
+	// EncryptionKey (32 bytes) turns on encryption of personal fields.
+	EncryptionKey []byte
+	// Clock stamps records; default time.Now.
+	Clock func() time.Time
+	// OnAlert is told of write and publish failures (raise an alert).
+	OnAlert func(err error)
+}
+
+// Errors of the writer, matched with errors.Is.
+var (
+	// ErrTailMismatch: on open, the log's tail does not match its last
+	// checkpoint (truncated, altered or forked); appending is refused.
+	ErrTailMismatch = errors.New("audit log tail does not match its last checkpoint")
+	// ErrWriteFailed: a write or fsync failed; the log refuses appends until
+	// restarted (requests must get 503).
+	ErrWriteFailed = errors.New("audit log write failed")
+	// ErrClosed: the log was closed.
+	ErrClosed = errors.New("audit log closed")
+)
+
+// Log is an open, append-only audit log. It is safe for concurrent use.
+type Log struct {
+	opts   Options
+	dir    string
+	sealer *sealer
+
+	mu        sync.Mutex
+	cond      *sync.Cond
+	n         int64 // records sequenced
+	synced    int64 // records durable
+	failed    error
+	closed    bool
+	hashes    hashStore
+	pend      []chunk
+	pendBytes int64
+	segBytes  int64     // bytes of the current segment, pending included
+	segFirst  time.Time // time of the current segment's first record
+	segStart  int64
+	segCount  int64
+	lastCP    Checkpoint
+	haveCP    bool
+
+	// committer-owned
+	seg       *os.File
+	hashFile  *os.File
+	cpFile    *os.File
+	kick      chan struct{}
+	ctl       chan chan error
+	stop      chan struct{}
+	done      chan struct{}
+	alertOnce sync.Once
+	fault     func(op string) error // test hook
+}
+
+// chunk is pending data for one segment; create means the segment starts here.
+type chunk struct {
+	start  int64
+	create bool
+	data   []byte
+}
+
+// Open opens (or creates) the log in opts.Dir, checks its tail against the
+// last checkpoint, and appends an audit_start record. A tail that does not
+// match returns an error wrapping ErrTailMismatch and no Log.
+func Open(ctx context.Context, opts Options) (*Log, error) {
+	if opts.Key == nil || opts.Key.Signer == nil {
+		return nil, fmt.Errorf("open audit log: %w: no signing key", ErrBadKey)
+	}
+	if opts.Dir == "" {
+		return nil, errors.New("open audit log: no dir")
+	}
+	if opts.Origin == "" {
+		opts.Origin = opts.Key.Signer.Name()
+	}
+	switch opts.Durability {
+	case "":
+		opts.Durability = DurabilityBatch
+	case DurabilityBatch, DurabilityAlways:
+	default:
+		return nil, fmt.Errorf("open audit log: unknown durability %q", opts.Durability)
+	}
+	if opts.GroupCommit <= 0 {
+		opts.GroupCommit = DefaultGroupCommit
+	}
+	if opts.CheckpointInterval <= 0 {
+		opts.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if opts.SegmentSize <= 0 {
+		opts.SegmentSize = DefaultSegmentSize
+	}
+	if opts.SegmentAge <= 0 {
+		opts.SegmentAge = DefaultSegmentAge
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	l := &Log{opts: opts, dir: opts.Dir, kick: make(chan struct{}, 1), ctl: make(chan chan error),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	l.cond = sync.NewCond(&l.mu)
+	if len(opts.EncryptionKey) > 0 {
+		s, err := newSealer(opts.Dir, opts.EncryptionKey)
+		if err != nil {
+			return nil, fmt.Errorf("open audit log %s: %w", opts.Dir, err)
+		}
+		l.sealer = s
+	}
+	if err := l.recover(); err != nil {
+		l.closeFiles()
+		return nil, fmt.Errorf("open audit log %s: %w", opts.Dir, err)
+	}
+	go l.run()
+	prev := l.n
+	keyChanged, err := l.publishKey()
+	if err != nil {
+		l.Close(ctx)
+		return nil, fmt.Errorf("open audit log %s: %w", opts.Dir, err)
+	}
+	start := &Record{Type: TypeAuditStart, KeyID: opts.Key.Verifier,
+		Detail: map[string]any{"records": prev, "durability": string(opts.Durability), "origin": opts.Origin}}
+	if _, err := l.Append(ctx, start); err != nil {
+		l.Close(ctx)
+		return nil, fmt.Errorf("open audit log %s: %w", opts.Dir, err)
+	}
+	if keyChanged != "" {
+		kc := &Record{Type: TypeKeyChange, KeyID: opts.Key.Verifier, Reason: "audit signing key changed",
+			Detail: map[string]any{"previous_key_id": keyChanged}}
+		if _, err := l.Append(ctx, kc); err != nil {
+			l.Close(ctx)
+			return nil, fmt.Errorf("open audit log %s: %w", opts.Dir, err)
+		}
+	}
+	return l, nil
+}
+
+// publishKey writes the verifier key to key.pub (newest first, older keys
+// kept below it so that old checkpoints still verify). It returns the
+// previous key when the signing key changed.
+func (l *Log) publishKey() (previous string, err error) {
+	path := filepath.Join(l.dir, pubKeyFile)
+	old, err := readKeyList(path)
+	if err != nil {
+		return "", err
+	}
+	if len(old) > 0 && old[0] == l.opts.Key.Verifier {
+		return "", nil
+	}
+	keys := []string{l.opts.Key.Verifier}
+	for _, k := range old {
+		if k != l.opts.Key.Verifier {
+			keys = append(keys, k)
+		}
+	}
+	var b []byte
+	for _, k := range keys {
+		b = append(b, k...)
+		b = append(b, '\n')
+	}
+	if err := writeFileAtomic(path, b, 0o644); err != nil {
+		return "", fmt.Errorf("write %s: %w", pubKeyFile, err)
+	}
+	if len(old) > 0 {
+		return old[0], nil
+	}
+	return "", nil
+}
+
+// Append sequences rec (filling Version, Index and, when zero, Time) and
+// writes it. In always mode it returns once the record is fsynced. An error
+// means the record is not in the log.
+func (l *Log) Append(ctx context.Context, rec *Record) (int64, error) {
+	if err := rec.Validate(); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("append audit record: %w", err)
+	}
+	l.mu.Lock()
+	for l.pendBytes > maxPendingBytes && l.failed == nil && !l.closed {
+		l.cond.Wait()
+	}
+	if l.failed != nil {
+		err := l.failed
+		l.mu.Unlock()
+		return 0, err
+	}
+	if l.closed {
+		l.mu.Unlock()
+		return 0, ErrClosed
+	}
+	idx := l.n
+	r := *rec
+	r.Version = Version
+	r.Index = idx
+	if r.Time.IsZero() {
+		r.Time = l.opts.Clock()
+	}
+	r.Time = r.Time.UTC()
+	if l.sealer != nil {
+		if err := l.sealer.seal(&r); err != nil {
+			l.mu.Unlock()
+			return 0, fmt.Errorf("append audit record: %w", err)
+		}
+	}
+	line, err := encode(&r)
+	if err == nil && len(line) >= maxLine {
+		err = fmt.Errorf("append audit record: %d bytes, over the %d limit", len(line), maxLine)
+	}
+	var hs []tlog.Hash
+	if err == nil {
+		hs, err = tlog.StoredHashes(idx, line, &l.hashes)
+	}
+	if err != nil {
+		l.mu.Unlock()
+		return 0, fmt.Errorf("append audit record: %w", err)
+	}
+	size := int64(len(line) + 1)
+	if l.segCount > 0 && (l.segBytes+size > l.opts.SegmentSize || r.Time.Sub(l.segFirst) >= l.opts.SegmentAge) || l.segStart < 0 {
+		l.pend = append(l.pend, chunk{start: idx, create: true})
+		l.segStart, l.segBytes, l.segCount = idx, 0, 0
+	}
+	if len(l.pend) == 0 {
+		l.pend = append(l.pend, chunk{start: l.segStart})
+	}
+	c := &l.pend[len(l.pend)-1]
+	c.data = append(append(c.data, line...), '\n')
+	if l.segCount == 0 {
+		l.segFirst = r.Time
+	}
+	l.segBytes += size
+	l.segCount++
+	l.pendBytes += size
+	l.hashes.pending = append(l.hashes.pending, hs...)
+	l.n++
+	rec.Index, rec.Time, rec.Version = idx, r.Time, Version
+	l.mu.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+	if l.opts.Durability != DurabilityAlways {
+		return idx, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for l.synced <= idx && l.failed == nil {
+		l.cond.Wait()
+	}
+	if l.synced <= idx {
+		return 0, l.failed
+	}
+	return idx, nil
+}
+
+// Size returns the number of records sequenced and the number durable.
+func (l *Log) Size() (sequenced, durable int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n, l.synced
+}
+
+// Err reports why the log cannot take records (write failure, closed), or nil.
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failed != nil {
+		return l.failed
+	}
+	if l.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// LatestCheckpoint returns the last checkpoint written (ok false if none).
+func (l *Log) LatestCheckpoint() (Checkpoint, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lastCP, l.haveCP
+}
+
+// Sync makes every record sequenced so far durable and writes a checkpoint
+// covering them.
+func (l *Log) Sync(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case l.ctl <- reply:
+	case <-l.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close appends audit_stop, writes everything, signs a final checkpoint and
+// closes the files. It is safe to call more than once.
+func (l *Log) Close(ctx context.Context) error {
+	l.mu.Lock()
+	already := l.closed
+	l.mu.Unlock()
+	if already {
+		<-l.done
+		return nil
+	}
+	_, appendErr := l.Append(ctx, &Record{Type: TypeAuditStop})
+	l.mu.Lock()
+	l.closed = true
+	l.cond.Broadcast()
+	l.mu.Unlock()
+	close(l.stop)
+	<-l.done
+	if appendErr != nil && !errors.Is(appendErr, ErrClosed) {
+		return fmt.Errorf("close audit log: %w", appendErr)
+	}
+	return l.failure()
+}
+
+// failure is the write-failure state, ignoring closure.
+func (l *Log) failure() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failed
+}
+
+func (l *Log) closeFiles() {
+	for _, f := range []*os.File{l.seg, l.hashFile, l.cpFile} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// fail records a write failure; appends are refused from now on.
+func (l *Log) fail(err error) {
+	err = fmt.Errorf("%w: %v", ErrWriteFailed, err)
+	l.mu.Lock()
+	if l.failed == nil {
+		l.failed = err
+	}
+	l.cond.Broadcast()
+	l.mu.Unlock()
+	l.alertOnce.Do(func() {
+		if l.opts.OnAlert != nil {
+			l.opts.OnAlert(err)
+		}
+	})
+}

@@ -1,0 +1,184 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Version is the record format version written in every record ("v").
+const Version = 1
+
+// Type names the kind of event a record describes.
+type Type string
+
+// Record types (docs/audit.md describes each field per type).
+const (
+	TypeLogin          Type = "login"
+	TypeLoginFailure   Type = "login_failure"
+	TypeLogout         Type = "logout"
+	TypeStepUp         Type = "step_up"
+	TypeDecision       Type = "decision"
+	TypeCompletion     Type = "completion"
+	TypeAnomaly        Type = "anomaly"
+	TypeAlert          Type = "alert"
+	TypeSessionRevoked Type = "session_revoked"
+	TypeConfigReload   Type = "config_reload"
+	TypePolicyReload   Type = "policy_reload"
+	TypeKeyChange      Type = "key_change"
+	TypeAuditStart     Type = "audit_start"
+	TypeAuditStop      Type = "audit_stop"
+)
+
+// Types lists every known record type, in documentation order.
+var Types = []Type{TypeLogin, TypeLoginFailure, TypeLogout, TypeStepUp, TypeDecision,
+	TypeCompletion, TypeAnomaly, TypeAlert, TypeSessionRevoked, TypeConfigReload,
+	TypePolicyReload, TypeKeyChange, TypeAuditStart, TypeAuditStop}
+
+// Decision outcomes.
+const (
+	OutcomeAllow  = "allow"
+	OutcomeDeny   = "deny"
+	OutcomeStepUp = "step_up"
+)
+
+// Known reports whether t is a record type this version defines.
+func (t Type) Known() bool {
+	for _, k := range Types {
+		if k == t {
+			return true
+		}
+	}
+	return false
+}
+
+// Record is one audit event. The writer fills Version, Index and (when zero)
+// Time; callers fill the fields that belong to the record's Type. Fields are
+// encoded in declaration order, so the JSON form is stable. The personal
+// fields (Email, Name, ClientIP, UserAgent, Input) are moved into Sealed when
+// encryption at rest is on.
+type Record struct {
+	Version int       `json:"v"`
+	Index   int64     `json:"index"`
+	Time    time.Time `json:"time"`
+	Type    Type      `json:"type"`
+
+	// Who and where.
+	Subject   string `json:"sub,omitempty"`
+	SessionID string `json:"session_id,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+	Route     string `json:"route,omitempty"`
+	Method    string `json:"method,omitempty"`
+	Host      string `json:"host,omitempty"`
+	Path      string `json:"path,omitempty"`
+
+	// Personal fields (encrypted at rest when configured).
+	Email     string         `json:"email,omitempty"`
+	Name      string         `json:"name,omitempty"`
+	ClientIP  string         `json:"client_ip,omitempty"`
+	UserAgent string         `json:"user_agent,omitempty"`
+	Input     map[string]any `json:"input,omitempty"`
+
+	// decision
+	Outcome  string   `json:"outcome,omitempty"`
+	Reasons  []string `json:"reasons,omitempty"`
+	Revision string   `json:"revision,omitempty"`
+
+	// completion
+	Status     int   `json:"status,omitempty"`
+	Bytes      int64 `json:"bytes,omitempty"`
+	DurationNS int64 `json:"duration_ns,omitempty"`
+
+	// login / step_up
+	MFA *bool    `json:"mfa,omitempty"`
+	AMR []string `json:"amr,omitempty"`
+	ACR string   `json:"acr,omitempty"`
+
+	// anomaly / alert
+	Rule    string   `json:"rule,omitempty"`
+	Flags   []string `json:"flags,omitempty"`
+	Actions []string `json:"actions,omitempty"`
+
+	// reloads, revocations, key changes, failures
+	Result string `json:"result,omitempty"` // ok | failed
+	Reason string `json:"reason,omitempty"`
+	Actor  string `json:"actor,omitempty"`
+	KeyID  string `json:"key_id,omitempty"`
+	Error  string `json:"error,omitempty"`
+
+	// Detail carries anything else worth keeping (string keys, JSON values).
+	Detail map[string]any `json:"detail,omitempty"`
+
+	// Sealed holds the encrypted personal fields.
+	Sealed *Sealed `json:"sealed,omitempty"`
+}
+
+// Sealed is the encrypted form of a record's personal fields (AES-256-GCM
+// under the data key of Period; the additional data is the record index).
+type Sealed struct {
+	Period string `json:"period"`
+	Nonce  []byte `json:"nonce"`
+	Data   []byte `json:"data"`
+}
+
+// ErrInvalidRecord is returned (wrapped) for records the writer refuses.
+var ErrInvalidRecord = errors.New("invalid audit record")
+
+// Validate checks the fields every record of its type needs.
+func (r *Record) Validate() error {
+	if !r.Type.Known() {
+		return fmt.Errorf("%w: unknown type %q", ErrInvalidRecord, r.Type)
+	}
+	switch r.Type {
+	case TypeDecision:
+		switch r.Outcome {
+		case OutcomeAllow, OutcomeDeny, OutcomeStepUp:
+		default:
+			return fmt.Errorf("%w: decision outcome %q", ErrInvalidRecord, r.Outcome)
+		}
+	case TypeLogin, TypeLogout, TypeStepUp:
+		if r.Subject == "" {
+			return fmt.Errorf("%w: %s without sub", ErrInvalidRecord, r.Type)
+		}
+	case TypePolicyReload, TypeConfigReload:
+		if r.Result != "ok" && r.Result != "failed" {
+			return fmt.Errorf("%w: %s result %q", ErrInvalidRecord, r.Type, r.Result)
+		}
+	}
+	return nil
+}
+
+// Duration returns DurationNS as a time.Duration.
+func (r *Record) Duration() time.Duration { return time.Duration(r.DurationNS) }
+
+// encode renders the record as one JSON line without the trailing newline.
+// HTML escaping is off so that the stored bytes read naturally.
+func encode(r *Record) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(r); err != nil {
+		return nil, fmt.Errorf("encode audit record: %w", err)
+	}
+	line := b.Bytes()
+	return line[:len(line)-1], nil
+}
+
+// ParseRecord decodes one stored line (without its newline).
+func ParseRecord(line []byte) (*Record, error) {
+	var r Record
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.UseNumber()
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("parse audit record: %w", err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("parse audit record: trailing data")
+	}
+	if r.Version != Version {
+		return nil, fmt.Errorf("parse audit record: unsupported version %d", r.Version)
+	}
+	return &r, nil
+}

@@ -1,0 +1,388 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Kind names what `audit verify` found wrong.
+type Kind string
+
+// Problem kinds.
+const (
+	KindMalformedRecord     Kind = "malformed record"
+	KindMissingRecord       Kind = "missing record (deleted)"
+	KindUnexpectedRecord    Kind = "unexpected record (inserted or duplicated)"
+	KindSwappedRecords      Kind = "records out of order (swapped)"
+	KindModifiedRecord      Kind = "modified record"
+	KindMissingSegment      Kind = "missing segment (removed)"
+	KindTruncated           Kind = "truncated log (records missing at the end)"
+	KindBadSignature        Kind = "checkpoint signature does not verify"
+	KindUnknownKey          Kind = "checkpoint signed by another key"
+	KindMalformedCheckpoint Kind = "malformed checkpoint"
+	KindRootMismatch        Kind = "checkpoint root does not match the records"
+	KindCheckpointBackwards Kind = "checkpoint goes backwards"
+	KindRolledBack          Kind = "log does not contain the trusted checkpoint (rolled back or forked)"
+	KindStoredHashes        Kind = "stored hashes file disagrees with the records"
+	KindUnreadable          Kind = "unreadable log"
+)
+
+// Problem is the first thing wrong in a log: what, and where.
+type Problem struct {
+	Kind    Kind
+	Segment string // segment file name, when a record is named
+	Line    int    // 1-based line in Segment
+	Index   int64  // record index (-1 if none)
+	Detail  string
+}
+
+func (p *Problem) Error() string {
+	s := string(p.Kind)
+	if p.Segment != "" {
+		s += fmt.Sprintf(": %s/%s line %d", segmentsDir, p.Segment, p.Line)
+	}
+	if p.Index >= 0 {
+		s += fmt.Sprintf(" (index %d)", p.Index)
+	}
+	if p.Detail != "" {
+		s += ": " + p.Detail
+	}
+	return s
+}
+
+// VerifyOptions say what to trust.
+type VerifyOptions struct {
+	// Verifiers are the trusted keys. If empty, the keys in the log's own
+	// key.pub are used and Summary.KeyFromLog is set: an attacker who can
+	// rewrite the log can rewrite key.pub too.
+	Verifiers []note.Verifier
+	// Trusted are signed checkpoints kept outside the log (published
+	// copies); the log must still contain each of them.
+	Trusted [][]byte
+}
+
+// Summary describes a verified log.
+type Summary struct {
+	Records     int64
+	Segments    int
+	First, Last time.Time
+	Checkpoints int
+	Latest      Checkpoint // zero Size if no checkpoint
+	Unsigned    int64      // records after the latest checkpoint
+	KeyFromLog  bool
+	Trusted     int
+	Keys        []string
+}
+
+// recordLoc is where a record lives, to name it in a Problem.
+type recordLoc struct {
+	seg  string
+	line int
+}
+
+// Verify recomputes the Merkle tree of the log in dir from its records and
+// checks every checkpoint against it. It returns the summary and nil, or
+// the first Problem found (a *Problem; other errors mean dir could not be
+// read at all). It never trusts the stored hashes file: that only helps to
+// name a modified record.
+func Verify(dir string, opts VerifyOptions) (*Summary, error) {
+	sum := &Summary{}
+	vs := opts.Verifiers
+	if len(vs) == 0 {
+		keys, err := readKeyList(filepath.Join(dir, pubKeyFile))
+		if err != nil {
+			return sum, &Problem{Kind: KindUnreadable, Index: -1, Detail: err.Error()}
+		}
+		for _, k := range keys {
+			v, err := ParseVerifierKey(k)
+			if err != nil {
+				return sum, &Problem{Kind: KindUnreadable, Index: -1, Detail: pubKeyFile + ": " + err.Error()}
+			}
+			vs = append(vs, v)
+		}
+		if len(vs) == 0 {
+			return sum, &Problem{Kind: KindUnreadable, Index: -1, Detail: "no --key given and no " + pubKeyFile + " in the log"}
+		}
+		sum.KeyFromLog = true
+	}
+	for _, v := range vs {
+		sum.Keys = append(sum.Keys, fmt.Sprintf("%s+%08x", v.Name(), v.KeyHash()))
+	}
+	segs, err := listSegments(dir)
+	if err != nil {
+		return sum, &Problem{Kind: KindUnreadable, Index: -1, Detail: err.Error()}
+	}
+	sum.Segments = len(segs)
+	stored := openStoredHashes(dir)
+	defer stored.close()
+
+	var tree memHashes
+	var locs []recordLoc
+	var suspects []int64 // records whose stored hash differs
+	var n int64
+	for _, s := range segs {
+		if s.Start != n {
+			if s.Start > n {
+				return sum, &Problem{Kind: KindMissingSegment, Segment: s.Name, Line: 1, Index: n,
+					Detail: fmt.Sprintf("segment starts at index %d, records %d..%d are missing", s.Start, n, s.Start-1)}
+			}
+			return sum, &Problem{Kind: KindUnexpectedRecord, Segment: s.Name, Line: 1, Index: n,
+				Detail: fmt.Sprintf("segment starts at index %d, overlapping records before it", s.Start)}
+		}
+		if p := scanSegment(s, &n, &tree, &locs, &suspects, stored, sum); p != nil {
+			return sum, p
+		}
+	}
+	sum.Records = n
+	at := func(idx int64) (string, int) {
+		if idx >= 0 && idx < int64(len(locs)) {
+			return locs[idx].seg, locs[idx].line
+		}
+		return "", 0
+	}
+	// bad names the first suspect in [lo, hi) or, lacking one, the range.
+	bad := func(kind Kind, lo, hi int64, detail string) *Problem {
+		for _, x := range suspects {
+			if x >= lo && x < hi {
+				seg, line := at(x)
+				return &Problem{Kind: KindModifiedRecord, Segment: seg, Line: line, Index: x,
+					Detail: detail + "; this record's hash differs from the one stored when it was written"}
+			}
+		}
+		seg, line := at(lo)
+		return &Problem{Kind: kind, Segment: seg, Line: line, Index: lo,
+			Detail: fmt.Sprintf("%s; a record in %d..%d was altered", detail, lo, hi-1)}
+	}
+
+	// Checkpoints, oldest first.
+	data, err := os.ReadFile(filepath.Join(dir, checkpointsFile))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return sum, &Problem{Kind: KindUnreadable, Index: -1, Detail: err.Error()}
+	}
+	notes, err := SplitCheckpoints(data)
+	if err != nil {
+		return sum, &Problem{Kind: KindMalformedCheckpoint, Index: -1, Detail: checkpointsFile + ": " + err.Error()}
+	}
+	if latest, err := os.ReadFile(filepath.Join(dir, latestFile)); err == nil {
+		if len(notes) == 0 || string(notes[len(notes)-1]) != string(latest) {
+			notes = append(notes, latest)
+		}
+	}
+	var prev Checkpoint
+	var origin string
+	checked := int64(0) // records covered by a good checkpoint
+	for i, msg := range notes {
+		where := fmt.Sprintf("checkpoint %d of %d", i+1, len(notes))
+		cp, p := openWith(msg, vs, where)
+		if p != nil {
+			return sum, p
+		}
+		if origin == "" {
+			origin = cp.Origin
+		} else if cp.Origin != origin {
+			return sum, &Problem{Kind: KindMalformedCheckpoint, Index: -1, Detail: fmt.Sprintf("%s: origin %q, earlier ones %q", where, cp.Origin, origin)}
+		}
+		if i > 0 && cp.Size < prev.Size {
+			return sum, &Problem{Kind: KindCheckpointBackwards, Index: cp.Size,
+				Detail: fmt.Sprintf("%s has %d records, the one before had %d", where, cp.Size, prev.Size)}
+		}
+		if cp.Size > n {
+			seg, line := at(n - 1)
+			return sum, &Problem{Kind: KindTruncated, Segment: seg, Line: line, Index: n,
+				Detail: fmt.Sprintf("%s covers %d records, the log has only %d (the last one shown)", where, cp.Size, n)}
+		}
+		root, err := tlog.TreeHash(cp.Size, tree)
+		if err != nil {
+			return sum, &Problem{Kind: KindUnreadable, Index: -1, Detail: err.Error()}
+		}
+		if root != cp.Root {
+			return sum, bad(KindRootMismatch, checked, cp.Size,
+				fmt.Sprintf("%s (size %d) has root %s, the records give %s", where, cp.Size, cp.Root, root))
+		}
+		checked = max(checked, cp.Size)
+		prev = cp
+		sum.Checkpoints++
+		sum.Latest = cp
+	}
+	// Records after the last checkpoint are only covered by stored hashes.
+	for _, x := range suspects {
+		seg, line := at(x)
+		if x >= checked {
+			return sum, &Problem{Kind: KindModifiedRecord, Segment: seg, Line: line, Index: x,
+				Detail: "record after the latest checkpoint differs from the hash stored when it was written"}
+		}
+		return sum, &Problem{Kind: KindStoredHashes, Segment: seg, Line: line, Index: x,
+			Detail: "the signed tree is intact but the hashes file was altered; the writer will refuse to start"}
+	}
+	sum.Unsigned = n - checked
+	for i, msg := range opts.Trusted {
+		where := fmt.Sprintf("trusted checkpoint %d", i+1)
+		cp, p := openWith(msg, vs, where)
+		if p != nil {
+			return sum, p
+		}
+		if origin != "" && cp.Origin != origin {
+			return sum, &Problem{Kind: KindRolledBack, Index: -1, Detail: fmt.Sprintf("%s is for log %q, this log is %q", where, cp.Origin, origin)}
+		}
+		if cp.Size > n {
+			seg, line := at(n - 1)
+			return sum, &Problem{Kind: KindRolledBack, Segment: seg, Line: line, Index: n,
+				Detail: fmt.Sprintf("%s covers %d records, the log has only %d", where, cp.Size, n)}
+		}
+		root, err := tlog.TreeHash(cp.Size, tree)
+		if err != nil {
+			return sum, &Problem{Kind: KindUnreadable, Index: -1, Detail: err.Error()}
+		}
+		if root != cp.Root {
+			return sum, bad(KindRolledBack, 0, cp.Size, fmt.Sprintf("%s (size %d) has root %s, the records give %s", where, cp.Size, cp.Root, root))
+		}
+		sum.Trusted++
+	}
+	return sum, nil
+}
+
+// openWith opens a checkpoint with the first verifier that knows its key.
+func openWith(msg []byte, vs []note.Verifier, where string) (Checkpoint, *Problem) {
+	var firstErr error
+	for _, v := range vs {
+		cp, err := OpenCheckpoint(msg, v)
+		if err == nil {
+			return cp, nil
+		}
+		if firstErr == nil || errors.Is(err, ErrBadSignature) {
+			firstErr = err
+		}
+	}
+	switch {
+	case errors.Is(firstErr, ErrBadSignature):
+		return Checkpoint{}, &Problem{Kind: KindBadSignature, Index: -1, Detail: where + ": " + firstErr.Error()}
+	case errors.Is(firstErr, ErrUnknownKey):
+		return Checkpoint{}, &Problem{Kind: KindUnknownKey, Index: -1, Detail: where + ": " + firstErr.Error()}
+	}
+	return Checkpoint{}, &Problem{Kind: KindMalformedCheckpoint, Index: -1, Detail: fmt.Sprintf("%s: %v", where, firstErr)}
+}
+
+// scanSegment reads one segment, checking each record and adding it to tree.
+func scanSegment(s segmentInfo, n *int64, tree *memHashes, locs *[]recordLoc, suspects *[]int64, stored *storedHashes, sum *Summary) *Problem {
+	f, err := os.Open(s.Path)
+	if err != nil {
+		return &Problem{Kind: KindUnreadable, Segment: s.Name, Index: *n, Detail: err.Error()}
+	}
+	defer f.Close()
+	sc := newLineScanner(f)
+	type pendingLine struct {
+		line []byte
+		no   int
+		rec  *Record
+	}
+	var held *pendingLine // one line of lookahead after an index mismatch
+	for {
+		line, _, complete, err := sc.next()
+		if errors.Is(err, io.EOF) {
+			if held != nil {
+				return indexProblem(s, held.no, held.rec.Index, *n, -1)
+			}
+			return nil
+		}
+		if err != nil {
+			return &Problem{Kind: KindMalformedRecord, Segment: s.Name, Line: sc.lineNo + 1, Index: *n, Detail: err.Error()}
+		}
+		if !complete {
+			return &Problem{Kind: KindMalformedRecord, Segment: s.Name, Line: sc.lineNo, Index: *n, Detail: "last line has no newline (torn or truncated write)"}
+		}
+		r, err := ParseRecord(line)
+		if err != nil {
+			if held != nil {
+				return indexProblem(s, held.no, held.rec.Index, *n, -1)
+			}
+			return &Problem{Kind: KindMalformedRecord, Segment: s.Name, Line: sc.lineNo, Index: *n, Detail: err.Error()}
+		}
+		if held != nil {
+			return indexProblem(s, held.no, held.rec.Index, *n, r.Index)
+		}
+		if r.Index != *n {
+			held = &pendingLine{line: line, no: sc.lineNo, rec: r}
+			continue
+		}
+		h := tlog.RecordHash(line)
+		if sh, ok := stored.record(*n); ok && sh != h {
+			*suspects = append(*suspects, *n)
+		}
+		hs, err := tlog.StoredHashesForRecordHash(*n, h, *tree)
+		if err != nil {
+			return &Problem{Kind: KindUnreadable, Segment: s.Name, Line: sc.lineNo, Index: *n, Detail: err.Error()}
+		}
+		*tree = append(*tree, hs...)
+		*locs = append(*locs, recordLoc{seg: s.Name, line: sc.lineNo})
+		if *n == 0 || sum.First.IsZero() {
+			sum.First = r.Time
+		}
+		sum.Last = r.Time
+		*n++
+	}
+}
+
+// indexProblem classifies a record whose index is got where want was due;
+// next is the index of the line after it (-1 if none).
+func indexProblem(s segmentInfo, line int, got, want, next int64) *Problem {
+	p := &Problem{Segment: s.Name, Line: line, Index: want}
+	switch {
+	case got == want+1 && next == want:
+		p.Kind = KindSwappedRecords
+		p.Detail = fmt.Sprintf("record %d comes before record %d", got, want)
+	case got > want:
+		p.Kind = KindMissingRecord
+		p.Detail = fmt.Sprintf("found index %d, records %d..%d are missing", got, want, got-1)
+	default:
+		p.Kind = KindUnexpectedRecord
+		p.Detail = fmt.Sprintf("found index %d where %d was due", got, want)
+	}
+	return p
+}
+
+// storedHashes reads level-0 hashes from the hashes file, if present.
+type storedHashes struct {
+	f    *os.File
+	size int64
+}
+
+func openStoredHashes(dir string) *storedHashes {
+	f, err := os.Open(filepath.Join(dir, hashesFile))
+	if err != nil {
+		return &storedHashes{}
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return &storedHashes{}
+	}
+	return &storedHashes{f: f, size: st.Size()}
+}
+
+func (s *storedHashes) record(n int64) (tlog.Hash, bool) {
+	var h tlog.Hash
+	if s.f == nil {
+		return h, false
+	}
+	off := tlog.StoredHashIndex(0, n) * tlog.HashSize
+	if off+tlog.HashSize > s.size {
+		return h, false
+	}
+	if _, err := s.f.ReadAt(h[:], off); err != nil {
+		return h, false
+	}
+	return h, true
+}
+
+func (s *storedHashes) close() {
+	if s.f != nil {
+		s.f.Close()
+	}
+}
