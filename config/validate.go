@@ -263,7 +263,7 @@ func (c *Config) validateSession(v *errorList, login bool) {
 	if !isToken(s.Cookie) {
 		v.add("session.cookie", "%q: not a valid cookie name", s.Cookie)
 	}
-	if len(s.SecretFiles) == 0 && (login || c.has("session.secret_files")) {
+	if len(s.SecretFiles) == 0 && login {
 		v.add("session.secret_files", "required: at least one key file seals the session cookies (gatehouse keys generate)")
 	}
 	for i, f := range s.SecretFiles {
