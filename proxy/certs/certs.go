@@ -34,6 +34,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -123,6 +124,7 @@ type Manager struct {
 	src   source
 	local *localCA   // mode local
 	acme  *acmeState // mode acme
+	once  sync.Once
 }
 
 // New builds the Manager for opts.Mode. In mode local it creates or loads
@@ -259,11 +261,14 @@ func (m *Manager) Ready(context.Context) error {
 	return m.acme.ready()
 }
 
-// Close stops background work (file watching, certmagic maintenance).
+// Close stops background work (file watching, certmagic maintenance). It
+// may be called more than once.
 func (m *Manager) Close() {
-	if m.src != nil {
-		m.src.close()
-	}
+	m.once.Do(func() {
+		if m.src != nil {
+			m.src.close()
+		}
+	})
 }
 
 // ErrNoCertificate is returned when no certificate can be served yet.
