@@ -4,7 +4,12 @@
 # missing or older than the lock file.
 set -euo pipefail
 cd "$(dirname "$0")/../../test/idp"
-command -v npm >/dev/null || { echo "20-idp.sh: npm is missing (apt-get install nodejs npm)" >&2; exit 1; }
+if ! command -v npm >/dev/null; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
 stamp=node_modules/.gatehouse-lock.sha256
 want=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -d node_modules/oidc-provider ]; then

@@ -1,0 +1,253 @@
+package authn
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Cookie sizes: browsers keep at least 4096 bytes per cookie, name and
+// attributes included.
+const (
+	chunkSize = 3800
+	maxChunks = 8
+)
+
+// ErrTooLarge is returned when a session does not fit in maxChunks cookies
+// (use server-side sessions then).
+var ErrTooLarge = errors.New("authn: session too large for cookies")
+
+func (a *Authn) cookieName(base string) string {
+	if a.secure {
+		return "__Host-" + base
+	}
+	return base
+}
+
+func (a *Authn) sessionCookie() string { return a.cookieName(a.o.Session.Cookie) }
+
+func (a *Authn) newCookie(name, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{
+		Name:     name,
+		Value:    value,
+		Path:     "/",
+		MaxAge:   maxAge,
+		Secure:   a.secure,
+		HttpOnly: true,
+		SameSite: http.SameSiteLaxMode,
+	}
+}
+
+func (a *Authn) clearCookie(w http.ResponseWriter, name string) {
+	http.SetCookie(w, a.newCookie(name, "", -1))
+}
+
+// readChunked joins a value written by writeChunked.
+func readChunked(r *http.Request, name string) (string, bool) {
+	c, err := r.Cookie(name)
+	if err != nil || c.Value == "" {
+		return "", false
+	}
+	n, first, chunked := strings.Cut(c.Value, "~")
+	if !chunked {
+		return c.Value, true
+	}
+	count, err := strconv.Atoi(n)
+	if err != nil || count < 2 || count > maxChunks {
+		return "", false
+	}
+	var b strings.Builder
+	b.WriteString(first)
+	for i := 1; i < count; i++ {
+		ci, err := r.Cookie(name + "-" + strconv.Itoa(i))
+		if err != nil {
+			return "", false
+		}
+		b.WriteString(ci.Value)
+	}
+	return b.String(), true
+}
+
+// writeChunked sets value as one cookie or, when long, as "N~part0" plus
+// name-1 .. name-(N-1), and clears chunks left over from a longer value.
+func (a *Authn) writeChunked(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) error {
+	parts := []string{value}
+	if len(value) > chunkSize {
+		parts = nil
+		for len(value) > 0 {
+			n := min(chunkSize, len(value))
+			parts = append(parts, value[:n])
+			value = value[n:]
+		}
+		if len(parts) > maxChunks {
+			return fmt.Errorf("%w: %d cookies needed", ErrTooLarge, len(parts))
+		}
+		parts[0] = strconv.Itoa(len(parts)) + "~" + parts[0]
+	}
+	for i, p := range parts {
+		n := name
+		if i > 0 {
+			n += "-" + strconv.Itoa(i)
+		}
+		http.SetCookie(w, a.newCookie(n, p, maxAge))
+	}
+	if r != nil {
+		for i := len(parts); i < maxChunks; i++ {
+			n := name + "-" + strconv.Itoa(i)
+			if _, err := r.Cookie(n); err == nil {
+				a.clearCookie(w, n)
+			}
+		}
+	}
+	return nil
+}
+
+func (a *Authn) clearChunked(w http.ResponseWriter, r *http.Request, name string) {
+	a.clearCookie(w, name)
+	for i := 1; i < maxChunks; i++ {
+		n := name + "-" + strconv.Itoa(i)
+		if _, err := r.Cookie(n); err == nil {
+			a.clearCookie(w, n)
+		}
+	}
+}
+
+// sessionRef is what a server-mode cookie holds.
+type sessionRef struct {
+	ID   string `json:"id"`
+	Host string `json:"h"`
+}
+
+// errNoSession is an absent, invalid, expired, idle or revoked session.
+var errNoSession = errors.New("authn: no valid session")
+
+// loadSession returns the valid session of r for host, errNoSession when
+// there is none, or another error when the store could not be asked (the
+// caller refuses: fail closed). checkRevoked=false skips the revocation
+// list (logout continuation only).
+func (a *Authn) loadSession(ctx context.Context, r *http.Request, host string, checkRevoked bool) (*Session, error) {
+	raw, ok := readChunked(r, a.sessionCookie())
+	if !ok {
+		return nil, errNoSession
+	}
+	now := a.now()
+	plain, err := a.seal.open("session", host, now, raw)
+	if err != nil {
+		return nil, errNoSession
+	}
+	var s *Session
+	if a.o.ServerSide {
+		var ref sessionRef
+		if err := json.Unmarshal(plain, &ref); err != nil || ref.Host != host || ref.ID == "" {
+			return nil, errNoSession
+		}
+		s, err = a.o.Store.Get(ctx, ref.ID)
+		if errors.Is(err, ErrNotFound) {
+			return nil, errNoSession
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load session: %w", err)
+		}
+		s.Host = host
+	} else {
+		s = &Session{}
+		if err := json.Unmarshal(plain, s); err != nil || s.Host != host {
+			return nil, errNoSession
+		}
+	}
+	if s.ID == "" || s.Subject == "" || now.Unix() >= s.Expires {
+		return nil, errNoSession
+	}
+	if it := a.o.Session.IdleTimeout; it > 0 && now.Sub(time.Unix(s.LastSeen, 0)) > it {
+		return nil, errNoSession
+	}
+	if checkRevoked {
+		rev, err := a.o.Store.Revoked(ctx, s.ID, s.Subject, time.UnixMilli(s.Created))
+		if err != nil {
+			return nil, fmt.Errorf("revocation check: %w", err)
+		}
+		if rev {
+			return nil, errNoSession
+		}
+	}
+	return s, nil
+}
+
+// saveSession writes s for host: the sealed record (cookie mode) or the
+// record in the Store and a sealed reference (server mode).
+func (a *Authn) saveSession(ctx context.Context, w http.ResponseWriter, r *http.Request, host string, s *Session) error {
+	exp := time.Unix(s.Expires, 0)
+	maxAge := int(exp.Sub(a.now()).Seconds())
+	if maxAge <= 0 {
+		return errNoSession
+	}
+	var plain []byte
+	var err error
+	if a.o.ServerSide {
+		rec := *s
+		rec.Host = ""
+		if err := a.o.Store.Put(ctx, &rec, exp.Sub(a.now())); err != nil {
+			return fmt.Errorf("store session: %w", err)
+		}
+		plain, err = json.Marshal(sessionRef{ID: s.ID, Host: host})
+	} else {
+		c := *s
+		c.Host = host
+		if host != a.central {
+			c.IDToken = "" // only the central host continues logout at the IdP
+		}
+		plain, err = json.Marshal(&c)
+	}
+	if err != nil {
+		return fmt.Errorf("encode session: %w", err)
+	}
+	return a.writeChunked(w, r, a.sessionCookie(), a.seal.seal("session", host, exp, plain), maxAge)
+}
+
+// touch keeps an active session from idling out. It rewrites the cookie
+// (or the record) at most once per refresh interval.
+func (a *Authn) touch(ctx context.Context, w http.ResponseWriter, r *http.Request, s *Session) error {
+	it := a.o.Session.IdleTimeout
+	if it <= 0 {
+		return nil
+	}
+	every := min(it/10, time.Minute)
+	now := a.now()
+	if now.Sub(time.Unix(s.LastSeen, 0)) < every {
+		return nil
+	}
+	s.LastSeen = now.Unix()
+	return a.saveSession(ctx, w, r, s.Host, s)
+}
+
+// The bind cookie ties an SSO code to the browser that asked for it.
+type bindState struct {
+	Value  string `json:"v"`
+	Return string `json:"rd"`
+}
+
+func (a *Authn) bindCookie(id string) string { return a.cookieName("gh_sso_" + id) }
+
+// The login cookie carries the OIDC flow's secrets from login to callback.
+type loginState struct {
+	State    string `json:"st"`
+	Nonce    string `json:"n"`
+	Verifier string `json:"v"`
+	Return   string `json:"rd"`
+	Bind     string `json:"b,omitempty"` // bind id "." hash, for a route host
+	WantMFA  bool   `json:"mfa,omitempty"`
+	StepUp   bool   `json:"su,omitempty"`
+	PrevSID  string `json:"ps,omitempty"`
+}
+
+func (a *Authn) loginCookie(state string) string {
+	if len(state) > 8 {
+		state = state[:8]
+	}
+	return a.cookieName("gh_login_" + state)
+}

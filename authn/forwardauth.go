@@ -1,0 +1,121 @@
+package authn
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// handleForwardAuth is /.gatehouse/auth for nginx auth_request, Traefik
+// ForwardAuth and Caddy forward_auth. The caller says which request it asks
+// about with X-Original-URL (nginx) or X-Forwarded-Proto/-Host/-Uri
+// (Traefik, Caddy), believed only from ForwardAuthTrusted callers.
+//
+// Answers: 200 with identity headers (and the assertion) to copy upstream;
+// 401 when sign-in or MFA is needed (nginx: error_page 401 sends the
+// browser to /.gatehouse/start; the Location header says where), or 302 to
+// that URL for Traefik/Caddy browser requests; 403 when authorisation
+// denies; 503 when session state cannot be read.
+func (a *Authn) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if !a.o.ForwardAuthTrusted(r) {
+		http.Error(w, "forward-auth caller not trusted", http.StatusForbidden)
+		return
+	}
+	orig, nginx, ok := originalRequest(r)
+	if !ok {
+		http.Error(w, "forward-auth: the original URL is missing or invalid", http.StatusBadRequest)
+		return
+	}
+	host := strings.ToLower(orig.Host)
+	if !a.served(host) || !strings.EqualFold(orig.Scheme, a.scheme) {
+		http.Error(w, "forward-auth: host not served", http.StatusForbidden)
+		return
+	}
+	route := a.routeFor(host, orig.Path)
+	// Judge the original request as if it had come to us directly.
+	or := r.Clone(r.Context())
+	or.Host = orig.Host
+	or.URL = orig
+	or.RequestURI = orig.RequestURI()
+	if m := r.Header.Get("X-Forwarded-Method"); m != "" {
+		or.Method = m
+	} else if m := r.Header.Get("X-Original-Method"); m != "" {
+		or.Method = m
+	}
+	s, err := a.loadSession(r.Context(), or, host, true)
+	if err != nil && !errors.Is(err, errNoSession) {
+		http.Error(w, "session state unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	rd := orig.String()
+	if s == nil && route.Public {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if s == nil {
+		a.forwardChallenge(w, r, or, nginx, a.LoginURL(host, rd), false, false)
+		return
+	}
+	id := a.identity(s)
+	needMFA := route.MFARequired
+	if a.o.Authorize != nil {
+		v, err := a.o.Authorize(r.Context(), or, route, id)
+		if err != nil {
+			http.Error(w, "authorisation unavailable", http.StatusForbidden)
+			return
+		}
+		if !v.Allow && !v.RequireMFA {
+			http.Error(w, "access denied", http.StatusForbidden)
+			return
+		}
+		needMFA = needMFA || v.RequireMFA
+	}
+	if needMFA && !id.MFA {
+		start := a.url(host, PathStart, url.Values{"rd": {rd}, "mfa": {"1"}})
+		a.forwardChallenge(w, r, or, nginx, start, true, true)
+		return
+	}
+	if err := a.UpstreamHeaders(route.Name, id, w.Header()); err != nil {
+		http.Error(w, "assertion unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (a *Authn) forwardChallenge(w http.ResponseWriter, r, orig *http.Request, nginx bool, start string, signedIn, wantMFA bool) {
+	if !nginx && !IsAPIClient(orig) {
+		http.Redirect(w, r, start, http.StatusFound)
+		return
+	}
+	w.Header().Set("Location", start)
+	a.apiChallenge(w, signedIn, wantMFA, start)
+}
+
+// originalRequest reads the URL forward-auth asks about. nginx reports
+// whether it came as X-Original-URL.
+func originalRequest(r *http.Request) (u *url.URL, nginx bool, ok bool) {
+	if raw := r.Header.Get("X-Original-URL"); raw != "" {
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" {
+			return nil, true, false
+		}
+		return u, true, true
+	}
+	proto, host, uri := r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Uri")
+	if proto == "" || host == "" {
+		return nil, false, false
+	}
+	if uri == "" {
+		uri = "/"
+	}
+	if !strings.HasPrefix(uri, "/") || strings.HasPrefix(uri, "//") {
+		return nil, false, false
+	}
+	u, err := url.Parse(proto + "://" + host + uri)
+	if err != nil || u.Host == "" || u.User != nil {
+		return nil, false, false
+	}
+	return u, false, true
+}
