@@ -41,6 +41,7 @@ func (l *Log) run() {
 		case <-l.stop:
 			l.commit()
 			l.checkpoint(true)
+			close(l.pubCh)
 			return
 		}
 	}
@@ -191,12 +192,28 @@ func (l *Log) checkpoint(force bool) error {
 	l.mu.Lock()
 	l.lastCP, l.haveCP = cp, true
 	l.mu.Unlock()
-	for _, p := range l.opts.Publishers {
-		if err := p.Publish(msg); err != nil && l.opts.OnAlert != nil {
-			l.opts.OnAlert(fmt.Errorf("publish audit checkpoint: %w", err))
+	if len(l.opts.Publishers) > 0 {
+		// Hand the newest checkpoint to the publisher goroutine, replacing
+		// one it has not sent yet: a slow webhook never holds up commits.
+		select {
+		case <-l.pubCh:
+		default:
 		}
+		l.pubCh <- msg
 	}
 	return nil
+}
+
+// publishLoop sends checkpoints to the publishers until pubCh is closed.
+func (l *Log) publishLoop() {
+	defer close(l.pubDone)
+	for msg := range l.pubCh {
+		for _, p := range l.opts.Publishers {
+			if err := p.Publish(msg); err != nil && l.opts.OnAlert != nil {
+				l.opts.OnAlert(fmt.Errorf("publish audit checkpoint: %w", err))
+			}
+		}
+	}
 }
 
 // recover opens the files, repairs a torn tail (a partial last line, stored

@@ -189,7 +189,9 @@ func (s *sealer) seal(r *Record) error {
 	return nil
 }
 
-func sealAAD(index int64) []byte { return []byte("gatehouse-audit-record:" + strconv.FormatInt(index, 10)) }
+func sealAAD(index int64) []byte {
+	return []byte("gatehouse-audit-record:" + strconv.FormatInt(index, 10))
+}
 
 // Unseal restores the personal fields of a sealed record in place. Without
 // a keyring it returns ErrNoKey; for a shredded period, ErrShredded.

@@ -96,6 +96,9 @@ type Log struct {
 	stop      chan struct{}
 	done      chan struct{}
 	alertOnce sync.Once
+	closeOnce sync.Once
+	pubCh     chan []byte
+	pubDone   chan struct{}
 	fault     func(op string) error // test hook
 }
 
@@ -142,7 +145,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		opts.Clock = time.Now
 	}
 	l := &Log{opts: opts, dir: opts.Dir, kick: make(chan struct{}, 1), ctl: make(chan chan error),
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}), pubCh: make(chan []byte, 1), pubDone: make(chan struct{})}
 	l.cond = sync.NewCond(&l.mu)
 	if len(opts.EncryptionKey) > 0 {
 		s, err := newSealer(opts.Dir, opts.EncryptionKey)
@@ -156,6 +159,7 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("open audit log %s: %w", opts.Dir, err)
 	}
 	go l.run()
+	go l.publishLoop()
 	prev := l.n
 	keyChanged, err := l.publishKey()
 	if err != nil {
@@ -347,24 +351,35 @@ func (l *Log) Sync(ctx context.Context) error {
 // Close appends audit_stop, writes everything, signs a final checkpoint and
 // closes the files. It is safe to call more than once.
 func (l *Log) Close(ctx context.Context) error {
-	l.mu.Lock()
-	already := l.closed
-	l.mu.Unlock()
-	if already {
-		<-l.done
-		return nil
+	var err error
+	l.closeOnce.Do(func() { err = l.close(ctx) })
+	<-l.done
+	return err
+}
+
+func (l *Log) close(ctx context.Context) error {
+	var appendErr error
+	if l.failure() == nil {
+		_, appendErr = l.Append(ctx, &Record{Type: TypeAuditStop})
 	}
-	_, appendErr := l.Append(ctx, &Record{Type: TypeAuditStop})
 	l.mu.Lock()
 	l.closed = true
 	l.cond.Broadcast()
 	l.mu.Unlock()
 	close(l.stop)
 	<-l.done
-	if appendErr != nil && !errors.Is(appendErr, ErrClosed) {
+	select { // the final checkpoint goes out, unless publishing hangs
+	case <-l.pubDone:
+	case <-time.After(10 * time.Second):
+	case <-ctx.Done():
+	}
+	if err := l.failure(); err != nil {
+		return fmt.Errorf("close audit log: %w", err)
+	}
+	if appendErr != nil {
 		return fmt.Errorf("close audit log: %w", appendErr)
 	}
-	return l.failure()
+	return nil
 }
 
 // failure is the write-failure state, ignoring closure.

@@ -1,0 +1,107 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// Scan calls fn for every record of the log in dir, in index order. With a
+// keyring, sealed personal fields are opened; a record of a shredded period
+// (or any record, without a keyring) keeps its Sealed field and empty
+// personal fields. Scan does not verify: run Verify first when it matters.
+func Scan(dir string, ring *Keyring, fn func(*Record) error) error {
+	segs, err := listSegments(dir)
+	if err != nil {
+		return err
+	}
+	for _, s := range segs {
+		if err := scanFile(s, ring, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func scanFile(s segmentInfo, ring *Keyring, fn func(*Record) error) error {
+	f, err := os.Open(s.Path)
+	if err != nil {
+		return fmt.Errorf("read audit segment: %w", err)
+	}
+	defer f.Close()
+	sc := newLineScanner(f)
+	for {
+		line, _, complete, err := sc.next()
+		if errors.Is(err, io.EOF) || (err == nil && !complete) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read audit segment %s line %d: %w", s.Name, sc.lineNo+1, err)
+		}
+		r, err := ParseRecord(line)
+		if err != nil {
+			return fmt.Errorf("read audit segment %s line %d: %w", s.Name, sc.lineNo, err)
+		}
+		if ring != nil && r.Sealed != nil {
+			if err := ring.Unseal(r); err != nil && !errors.Is(err, ErrShredded) {
+				return err
+			}
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+}
+
+// Filter selects records for search and reports. Zero fields match all.
+type Filter struct {
+	From, To time.Time // From inclusive, To exclusive
+	User     string    // subject or email (email only when unsealed)
+	Route    string
+	Outcome  string // decision outcome: allow | deny | step_up
+	Types    []Type
+}
+
+// Match reports whether r passes the filter.
+func (f Filter) Match(r *Record) bool {
+	if !f.From.IsZero() && r.Time.Before(f.From) {
+		return false
+	}
+	if !f.To.IsZero() && !r.Time.Before(f.To) {
+		return false
+	}
+	if f.User != "" && r.Subject != f.User && !strings.EqualFold(r.Email, f.User) {
+		return false
+	}
+	if f.Route != "" && r.Route != f.Route {
+		return false
+	}
+	if f.Outcome != "" && (r.Type != TypeDecision || r.Outcome != f.Outcome) {
+		return false
+	}
+	if len(f.Types) > 0 {
+		ok := false
+		for _, t := range f.Types {
+			ok = ok || r.Type == t
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// Search returns the records of dir that match f.
+func Search(dir string, ring *Keyring, f Filter) ([]*Record, error) {
+	var out []*Record
+	err := Scan(dir, ring, func(r *Record) error {
+		if f.Match(r) {
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
