@@ -1,0 +1,50 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/gatehouse-dev/gatehouse/config"
+)
+
+// Checker is an extra validation `gatehouse check` runs on a loaded config
+// (e.g. policy compiles and its tests pass). It must not start anything.
+type Checker func(ctx context.Context, cfg *config.Config) error
+
+type checkerEntry struct {
+	name  string
+	check Checker
+}
+
+var (
+	checkersMu sync.Mutex
+	checkers   []checkerEntry
+)
+
+// RegisterChecker adds a check to Check; called from init in wire_<pkg>.go.
+func RegisterChecker(name string, c Checker) {
+	checkersMu.Lock()
+	defer checkersMu.Unlock()
+	checkers = append(checkers, checkerEntry{name, c})
+}
+
+// Check validates what the proxy itself compiles from a config (routes,
+// trusted proxies, admin token), then runs every registered Checker. It
+// reports all problems, joined; each checker's are prefixed with its name.
+func Check(ctx context.Context, cfg *config.Config) error {
+	var errs []error
+	if _, err := newState(cfg, 0); err != nil {
+		errs = append(errs, err)
+	}
+	checkersMu.Lock()
+	list := append([]checkerEntry(nil), checkers...)
+	checkersMu.Unlock()
+	for _, c := range list {
+		if err := c.check(ctx, cfg); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}

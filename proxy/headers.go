@@ -1,0 +1,232 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/gatehouse-dev/gatehouse/config"
+)
+
+// headerPolicy decides which client-sent headers never reach an upstream
+// and which client addresses are believed when they forward for others.
+type headerPolicy struct {
+	// exact holds lower-case names with '_' turned into '-'.
+	exact map[string]bool
+	// prefixes are lower-case name prefixes ("x-forwarded-").
+	prefixes []string
+	trusted  []netip.Prefix
+	// sessionCookie is the Gatehouse session cookie name: it is removed from
+	// the Cookie header so applications never see the session token.
+	sessionCookie string
+}
+
+// spoofable are headers that carry identity or forwarding facts. A client
+// could forge any of them, so every client-sent copy is dropped before the
+// proxy sets its own.
+var spoofable = []string{
+	"forwarded", "x-real-ip", "x-client-ip", "true-client-ip", "cf-connecting-ip",
+	"x-cluster-client-ip", "fastly-client-ip", "x-original-forwarded-for",
+	"x-original-url", "x-rewrite-url", "x-original-uri", "x-original-host",
+	"x-remote-user", "remote-user", "x-remote-group", "x-user", "x-email",
+	"x-auth-user", "x-authenticated-user", "x-webauth-user", "x-proxy-user",
+}
+
+var spoofablePrefixes = []string{"x-forwarded-", "x-gatehouse-", "x-auth-request-"}
+
+func newHeaderPolicy(cfg *config.Config) (*headerPolicy, error) {
+	hp := &headerPolicy{exact: make(map[string]bool), prefixes: spoofablePrefixes}
+	for _, n := range spoofable {
+		hp.exact[n] = true
+	}
+	for _, n := range []string{cfg.Identity.Headers.User, cfg.Identity.Headers.Email,
+		cfg.Identity.Headers.Groups, cfg.Identity.Headers.Roles, cfg.Identity.Assertion.Header} {
+		if n != "" {
+			hp.exact[foldHeader(n)] = true
+		}
+	}
+	trusted, err := parseTrusted(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	hp.trusted = trusted
+	hp.sessionCookie = cfg.Session.Cookie
+	if hp.sessionCookie == "" {
+		hp.sessionCookie = "_gatehouse"
+	}
+	return hp, nil
+}
+
+// parseTrusted reads trusted_proxies: CIDRs or single addresses.
+func parseTrusted(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for i, s := range list {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted_proxies[%d]: %q is not a CIDR or an IP address", i, s)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// foldHeader maps a header name to its comparison form: lower case, '_' as
+// '-' (many servers treat X_Forwarded_For as X-Forwarded-For).
+func foldHeader(name string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimSpace(name)), "_", "-")
+}
+
+// isSpoofable reports whether a client-sent header must be dropped.
+func (hp *headerPolicy) isSpoofable(name string) bool {
+	f := foldHeader(name)
+	if hp.exact[f] {
+		return true
+	}
+	for _, p := range hp.prefixes {
+		if strings.HasPrefix(f, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// strip removes every spoofable header from h, whatever its spelling, and
+// the Gatehouse session cookie.
+func (hp *headerPolicy) strip(h http.Header) {
+	for name := range h {
+		if hp.isSpoofable(name) {
+			delete(h, name)
+		}
+	}
+	hp.stripSessionCookie(h)
+}
+
+// stripSessionCookie drops the session cookie (and its chunks, name_1 ...)
+// from Cookie headers, keeping the application's own cookies.
+func (hp *headerPolicy) stripSessionCookie(h http.Header) {
+	vals := h.Values("Cookie")
+	if len(vals) == 0 {
+		return
+	}
+	var kept []string
+	for _, line := range vals {
+		for part := range strings.SplitSeq(line, ";") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			name, _, _ := strings.Cut(part, "=")
+			if name == hp.sessionCookie || strings.HasPrefix(name, hp.sessionCookie+"_") {
+				continue
+			}
+			kept = append(kept, part)
+		}
+	}
+	if len(kept) == 0 {
+		h.Del("Cookie")
+		return
+	}
+	h.Set("Cookie", strings.Join(kept, "; "))
+}
+
+func (hp *headerPolicy) isTrusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range hp.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// remoteAddr parses http.Request.RemoteAddr.
+func remoteAddr(r *http.Request) netip.Addr {
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return ap.Addr().Unmap()
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, _ := netip.ParseAddr(host)
+	return a.Unmap()
+}
+
+// clientIP is the address of the real client: the peer itself, unless the
+// peer is a trusted proxy; then X-Forwarded-For is read from the right,
+// skipping trusted hops, and the first untrusted address is the client.
+func (hp *headerPolicy) clientIP(r *http.Request) netip.Addr {
+	peer := remoteAddr(r)
+	if !peer.IsValid() || !hp.isTrusted(peer) {
+		return peer
+	}
+	hops := forwardedFor(r.Header)
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(hops[i])
+		if err != nil {
+			return peer // unreadable chain: believe only the peer
+		}
+		a = a.Unmap()
+		if !hp.isTrusted(a) || i == 0 {
+			return a
+		}
+	}
+	return peer
+}
+
+// forwardedFor returns the hops of every X-Forwarded-For header, in order.
+// Only the canonical spelling counts: variants are spoofing attempts.
+func forwardedFor(h http.Header) []string {
+	var hops []string
+	for _, v := range h["X-Forwarded-For"] {
+		for hop := range strings.SplitSeq(v, ",") {
+			if hop = strings.TrimSpace(hop); hop != "" {
+				hops = append(hops, hop)
+			}
+		}
+	}
+	return hops
+}
+
+// setForwarded sets X-Forwarded-For/Host/Proto on an outbound request, as
+// httputil.ProxyRequest.SetXForwarded does, except that what a client sent
+// is kept only when the peer is a trusted proxy.
+func (hp *headerPolicy) setForwarded(in *http.Request, out http.Header) {
+	peer := remoteAddr(in)
+	trusted := peer.IsValid() && hp.isTrusted(peer)
+	xff := ""
+	if trusted {
+		xff = strings.Join(forwardedFor(in.Header), ", ")
+	}
+	if peer.IsValid() {
+		if xff != "" {
+			xff += ", "
+		}
+		xff += peer.String()
+	}
+	if xff != "" {
+		out.Set("X-Forwarded-For", xff)
+	}
+	host, proto := in.Host, "http"
+	if in.TLS != nil {
+		proto = "https"
+	}
+	if trusted {
+		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
+			host = v
+		}
+		if v := in.Header.Get("X-Forwarded-Proto"); v == "http" || v == "https" {
+			proto = v
+		}
+	}
+	out.Set("X-Forwarded-Host", host)
+	out.Set("X-Forwarded-Proto", proto)
+}

@@ -1,0 +1,78 @@
+package proxy
+
+import (
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the proxy's own series, on the server's own registry.
+type metrics struct {
+	requests       *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
+	upstreamErrors *prometheus.CounterVec
+	reloads        *prometheus.CounterVec
+	lastReload     prometheus.Gauge
+	auditFailures  prometheus.Counter
+	generation     prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, version string) *metrics {
+	if version == "" {
+		version = "dev"
+	}
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_requests_total",
+			Help: "Requests by route, status code and pipeline outcome (allow, deny, step_up, ...).",
+		}, []string{"route", "code", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gatehouse_request_duration_seconds",
+			Help:    "Time from request arrival to the end of the response, by route.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route"}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_upstream_errors_total",
+			Help: "Upstream failures (connection refused, timeouts, broken responses), by route.",
+		}, []string{"route"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_config_reloads_total",
+			Help: "Config reloads by result (success, failure).",
+		}, []string{"result"}),
+		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gatehouse_config_last_reload_success_timestamp_seconds",
+			Help: "When the config was last loaded successfully.",
+		}),
+		auditFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_audit_record_failures_total",
+			Help: "Events that could not be recorded in the audit log (the request was refused).",
+		}),
+		generation: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gatehouse_config_generation",
+			Help: "Generation of the config serving now (1 at start, +1 per good reload).",
+		}),
+	}
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "gatehouse_build_info",
+		Help: "Build information; always 1.",
+	}, []string{"version", "goversion"})
+	build.WithLabelValues(version, runtime.Version()).Set(1)
+	reg.MustRegister(m.requests, m.duration, m.upstreamErrors, m.reloads, m.lastReload, m.auditFailures, m.generation, build,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reloads.WithLabelValues("success")
+	m.reloads.WithLabelValues("failure")
+	m.lastReload.SetToCurrentTime()
+	m.generation.Set(1)
+	return m
+}
+
+func (m *metrics) observe(route string, status int, outcome string, d time.Duration) {
+	if status == 0 {
+		status = 200
+	}
+	m.requests.WithLabelValues(route, strconv.Itoa(status), outcome).Inc()
+	m.duration.WithLabelValues(route).Observe(d.Seconds())
+}

@@ -1,0 +1,160 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"unicode/utf8"
+)
+
+// ErrAmbiguousPath is wrapped by every error NormalizePath returns: the path
+// cannot be given one unambiguous meaning, so the request is refused with 400
+// before routing, authentication or policy see it.
+var ErrAmbiguousPath = errors.New("ambiguous request path")
+
+// PathError says why a request path was refused. Reason is a stable id used
+// in logs and metrics (e.g. "encoded_slash").
+type PathError struct {
+	Reason string
+	Offset int // byte offset in the raw path where the problem was found
+}
+
+func (e *PathError) Error() string {
+	return fmt.Sprintf("%s: %s at byte %d", ErrAmbiguousPath, e.Reason, e.Offset)
+}
+
+// Unwrap makes errors.Is(err, ErrAmbiguousPath) true.
+func (e *PathError) Unwrap() error { return ErrAmbiguousPath }
+
+// Reasons a path is refused.
+const (
+	PathNotAbsolute    = "not_absolute"
+	PathBadEscape      = "bad_escape"
+	PathEncodedSlash   = "encoded_slash"
+	PathBackslash      = "backslash"
+	PathControl        = "control_character" // NUL and every other C0 control, DEL
+	PathInvalidUTF8    = "invalid_utf8"
+	PathAboveRoot      = "above_root"
+	PathParameter      = "path_parameter"  // ';' raw or encoded
+	PathDoubleEncoding = "double_encoding" // %25 followed by two hex digits
+)
+
+// NormalizePath turns the path of a request target, as sent on the wire
+// (percent-encoded, without query), into the one path that policy judges and
+// the upstream receives (DESIGN.md, "request.path"):
+//
+//   - percent-escapes are decoded exactly once;
+//   - "." and ".." segments are removed (RFC 3986 §5.2.4); a trailing slash
+//     is kept, and a path ending in "." or ".." gets one;
+//   - runs of slashes are merged into one.
+//
+// Paths that could mean two different things to two different parsers are
+// refused with a *PathError (wrapping ErrAmbiguousPath): an encoded slash
+// (%2F) or backslash (raw or %5C), NUL or any other control character, a
+// malformed escape, invalid UTF-8 after decoding, ".." climbing above the
+// root, ';' path parameters (raw or %3B: servlet containers strip them, so
+// "/admin;x/" is "/admin/" to them), and double encoding (%25 followed by two
+// hex digits: a second decoder would see a different path).
+//
+// The result always starts with "/", never contains "//" or a "." or ".."
+// segment, and NormalizePath(EscapePath(p)) == p for every result p.
+func NormalizePath(raw string) (string, error) {
+	if raw == "" {
+		return "/", nil
+	}
+	if raw[0] != '/' {
+		return "", &PathError{PathNotAbsolute, 0}
+	}
+	// Decode once, refusing anything ambiguous.
+	var b strings.Builder
+	b.Grow(len(raw))
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case c == '%':
+			if i+2 >= len(raw) || !isHex(raw[i+1]) || !isHex(raw[i+2]) {
+				return "", &PathError{PathBadEscape, i}
+			}
+			d := unhex(raw[i+1])<<4 | unhex(raw[i+2])
+			switch {
+			case d == '/':
+				return "", &PathError{PathEncodedSlash, i}
+			case d == '\\':
+				return "", &PathError{PathBackslash, i}
+			case d == ';':
+				return "", &PathError{PathParameter, i}
+			case d < 0x20 || d == 0x7f:
+				return "", &PathError{PathControl, i}
+			case d == '%' && i+4 < len(raw) && isHex(raw[i+3]) && isHex(raw[i+4]):
+				return "", &PathError{PathDoubleEncoding, i}
+			}
+			b.WriteByte(d)
+			i += 2
+		case c == '\\':
+			return "", &PathError{PathBackslash, i}
+		case c == ';':
+			return "", &PathError{PathParameter, i}
+		case c < 0x20 || c == 0x7f:
+			return "", &PathError{PathControl, i}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	dec := b.String()
+	if !utf8.ValidString(dec) {
+		return "", &PathError{PathInvalidUTF8, 0}
+	}
+	// Remove dot-segments and empty segments.
+	segs := make([]string, 0, strings.Count(dec, "/"))
+	trailing := false
+	for s := range strings.SplitSeq(dec[1:], "/") {
+		switch s {
+		case "":
+			trailing = true
+			continue
+		case ".":
+			trailing = true
+			continue
+		case "..":
+			if len(segs) == 0 {
+				return "", &PathError{PathAboveRoot, 0}
+			}
+			segs = segs[:len(segs)-1]
+			trailing = true
+			continue
+		}
+		segs = append(segs, s)
+		trailing = false
+	}
+	if len(segs) == 0 {
+		return "/", nil
+	}
+	out := "/" + strings.Join(segs, "/")
+	if trailing {
+		out += "/"
+	}
+	return out, nil
+}
+
+// EscapePath is the wire form of a normalised path: what the upstream
+// receives on its request line.
+func EscapePath(p string) string {
+	u := url.URL{Path: p}
+	return u.EscapedPath()
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	default:
+		return c - 'A' + 10
+	}
+}

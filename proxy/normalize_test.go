@@ -1,0 +1,126 @@
+package proxy
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestNormalizePath(t *testing.T) {
+	ok := []struct{ in, want string }{
+		{"", "/"},
+		{"/", "/"},
+		{"//", "/"},
+		{"/a", "/a"},
+		{"/a/", "/a/"},
+		{"/a/./b//c", "/a/b/c"},
+		{"/a/b/../c", "/a/c"},
+		{"/a/b/..", "/a/"},
+		{"/a/b/.", "/a/b/"},
+		{"/a/b/c/../../d", "/a/d"},
+		{"/a/..", "/"},
+		{"/..a/b..", "/..a/b.."},
+		{"/...", "/..."},
+		{"/a%20b", "/a b"},
+		{"/%41%42", "/AB"},
+		{"/%2e/a", "/a"},
+		{"/a/%2e%2E/b", "/b"},
+		{"/caf%C3%A9", "/café"},
+		{"/café", "/café"},
+		{"/100%25.pdf", "/100%.pdf"},
+		{"/a%3Fb", "/a?b"},
+		{"/a%23b", "/a#b"},
+		{"///a///b///", "/a/b/"},
+		{"/s/report.pdf", "/s/report.pdf"},
+	}
+	for _, tc := range ok {
+		got, err := NormalizePath(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("NormalizePath(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	bad := []struct{ in, reason string }{
+		{"a/b", PathNotAbsolute},
+		{"*", PathNotAbsolute},
+		{"/%2e%2e/secret", PathAboveRoot},
+		{"/../secret", PathAboveRoot},
+		{"/a/../../b", PathAboveRoot},
+		{"/a%2Fb", PathEncodedSlash},
+		{"/a%2fb", PathEncodedSlash},
+		{"/a\\b", PathBackslash},
+		{"/a%5Cb", PathBackslash},
+		{"/a%5cb", PathBackslash},
+		{"/%00", PathControl},
+		{"/a\x00b", PathControl},
+		{"/a%0Ab", PathControl},
+		{"/a\tb", PathControl},
+		{"/a%7F", PathControl},
+		{"/a%zz", PathBadEscape},
+		{"/a%4", PathBadEscape},
+		{"/a%", PathBadEscape},
+		{"/%C3%28", PathInvalidUTF8},
+		{"/\xff", PathInvalidUTF8},
+		{"/admin;jsessionid=x", PathParameter},
+		{"/admin%3Bx/", PathParameter},
+		{"/%252e%252e/secret", PathDoubleEncoding},
+		{"/a%252Fb", PathDoubleEncoding},
+	}
+	for _, tc := range bad {
+		got, err := NormalizePath(tc.in)
+		var pe *PathError
+		if !errors.As(err, &pe) || pe.Reason != tc.reason || !errors.Is(err, ErrAmbiguousPath) {
+			t.Errorf("NormalizePath(%q) = %q, %v; want reason %s", tc.in, got, err, tc.reason)
+		}
+	}
+}
+
+func TestEscapePathRoundTrip(t *testing.T) {
+	for _, p := range []string{"/", "/a b/c", "/100%.pdf", "/a?b#c", "/café/", "/%4"} {
+		got, err := NormalizePath(EscapePath(p))
+		if err != nil || got != p {
+			t.Errorf("NormalizePath(EscapePath(%q)) = %q, %v", p, got, err)
+		}
+	}
+}
+
+// FuzzNormalizePath checks the properties policy relies on: the result
+// starts with "/", has no "//" and no "." or ".." segment, and normalising
+// its wire form again changes nothing.
+func FuzzNormalizePath(f *testing.F) {
+	for _, s := range []string{"/", "/a/./b//c", "/%2e%2e/secret", "/a%2Fb", "/a\\b", "/%00",
+		"/a/b/..", "/100%25.pdf", "/%252e", "/café", "/a;b", "//x/../y/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		p, err := NormalizePath(raw)
+		if err != nil {
+			if !errors.Is(err, ErrAmbiguousPath) {
+				t.Fatalf("error %v does not wrap ErrAmbiguousPath", err)
+			}
+			return
+		}
+		if !strings.HasPrefix(p, "/") {
+			t.Fatalf("%q -> %q: not absolute", raw, p)
+		}
+		if strings.Contains(p, "//") {
+			t.Fatalf("%q -> %q: contains //", raw, p)
+		}
+		for s := range strings.SplitSeq(p, "/") {
+			if s == "." || s == ".." {
+				t.Fatalf("%q -> %q: dot segment", raw, p)
+			}
+		}
+		if strings.ContainsAny(p, "\\;\x00") {
+			t.Fatalf("%q -> %q: forbidden byte", raw, p)
+		}
+		again, err := NormalizePath(EscapePath(p))
+		if err != nil || again != p {
+			t.Fatalf("not idempotent: %q -> %q -> %q (%v)", raw, p, again, err)
+		}
+		if !strings.Contains(p, "%") {
+			if again, err := NormalizePath(p); err != nil || again != p {
+				t.Fatalf("not idempotent on decoded form: %q -> %q -> %q (%v)", raw, p, again, err)
+			}
+		}
+	})
+}

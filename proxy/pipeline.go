@@ -1,0 +1,504 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// The request pipeline, one stage after another (ory/oathkeeper style):
+// every stage may refuse, nothing is allowed by default, and each refusal
+// carries a stable reason id that ends up in the access log, the metrics and
+// (for decisions) the audit log.
+//
+//	normalise path → /.gatehouse/* → route → upgrade check → authenticate →
+//	assess risk → authorise → MFA → record decision → guards → upstream →
+//	record completion → observers → access log
+
+// Outcomes of a request (access log "outcome", metric label).
+const (
+	OutcomeAllow        = "allow"
+	OutcomeDeny         = "deny"
+	OutcomeStepUp       = "step_up"
+	OutcomeAuthenticate = "authenticate" // the authenticator answered (login redirect, 401)
+	OutcomeBadRequest   = "bad_request"
+	OutcomeNotFound     = "not_found"
+	OutcomeGatehouse    = "gatehouse" // served by a /.gatehouse/* handler
+	OutcomeUnavailable  = "unavailable"
+	OutcomeUpstreamErr  = "upstream_error"
+)
+
+// Refusal reason ids.
+const (
+	ReasonBadMethod          = "bad_method"
+	ReasonNoRoute            = "no_route"
+	ReasonWebSocketsDisabled = "websockets_disabled"
+	ReasonUpgradeRefused     = "upgrade_refused"
+	ReasonAuthNotConfigured  = "auth_not_configured"
+	ReasonAuthError          = "auth_error"
+	ReasonUnauthenticated    = "unauthenticated"
+	ReasonRiskBlocked        = "risk_blocked"
+	ReasonNoPolicy           = "no_policy"
+	ReasonPolicyError        = "policy_error"
+	ReasonPolicyDeny         = "policy_deny" // used when the policy gave no reason of its own
+	ReasonMFARequired        = "mfa_required"
+	ReasonStepUpUnavailable  = "step_up_unavailable"
+	ReasonAuditUnavailable   = "audit_unavailable"
+	ReasonUpstream           = "upstream_failed"
+	ReasonGuardCut           = "guard_cut"
+)
+
+// exchange is the bookkeeping of one request through the pipeline.
+type exchange struct {
+	start    time.Time
+	id       string
+	route    *Route
+	req      *Request
+	ident    Identity
+	outcome  string
+	reason   string
+	upstream time.Duration
+	// set by the upstream error handler
+	upstreamErr error
+	guardCut    bool
+}
+
+type flightKey struct{}
+
+// flight is what the upstream hooks need, carried in the request context.
+type flight struct {
+	x      *exchange
+	st     *state
+	w      *responseWriter
+	client context.Context // the client's request context
+	guard  context.Context // client context under every guard
+}
+
+// ServeHTTP runs the pipeline for one request.
+func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	st := s.state.Load()
+	w := &responseWriter{ResponseWriter: rw}
+	x := &exchange{start: s.clock(), id: newRequestID()}
+	w.Header().Set("X-Request-Id", x.id)
+	defer s.finish(w, r, x)
+
+	// 1. One normalisation, before anything else looks at the path.
+	p, err := NormalizePath(r.URL.EscapedPath())
+	if err != nil {
+		var pe *PathError
+		errors.As(err, &pe)
+		x.outcome, x.reason = OutcomeBadRequest, "bad_path:"+pe.Reason
+		renderPage(w, r, pageData{Status: http.StatusBadRequest, Detail: pathReasonText[pe.Reason], RequestID: x.id, Host: r.Host})
+		return
+	}
+	if r.Method == http.MethodConnect || r.Method == http.MethodTrace {
+		x.outcome, x.reason = OutcomeBadRequest, ReasonBadMethod
+		renderPage(w, r, pageData{Status: http.StatusBadRequest, Detail: "method " + r.Method + " is not supported", RequestID: x.id, Host: r.Host})
+		return
+	}
+
+	// 2. Gatehouse's own endpoints, on every host.
+	if p == "/.gatehouse" || strings.HasPrefix(p, "/.gatehouse/") {
+		x.outcome = OutcomeGatehouse
+		r2 := r.Clone(r.Context())
+		r2.URL.Path, r2.URL.RawPath = p, ""
+		h, pattern := s.wiring.mux.Handler(r2)
+		if pattern == "" {
+			x.outcome, x.reason = OutcomeNotFound, ReasonNoRoute
+			renderPage(w, r, pageData{Status: http.StatusNotFound, Detail: "path", RequestID: x.id, Host: r.Host})
+			return
+		}
+		h.ServeHTTP(w, r2)
+		return
+	}
+
+	// 3. Route: this one decision drives policy and the upstream.
+	rt := st.router.Match(r.Host, p)
+	if rt == nil {
+		x.outcome, x.reason = OutcomeNotFound, ReasonNoRoute
+		renderPage(w, r, pageData{Status: http.StatusNotFound, RequestID: x.id, Host: r.Host})
+		return
+	}
+	x.route = rt
+	req := &Request{ID: x.id, Route: rt.Info, Path: p, ClientIP: st.headers.clientIP(r), Time: x.start, HTTP: r}
+	x.req = req
+
+	if up := isUpgrade(r); up != "" {
+		if !rt.WebSockets {
+			s.refuse(w, r, x, http.StatusForbidden, ReasonWebSocketsDisabled, "")
+			return
+		}
+		if !strings.EqualFold(up, "websocket") {
+			s.refuse(w, r, x, http.StatusBadRequest, ReasonUpgradeRefused, "only WebSocket upgrades are allowed")
+			return
+		}
+	}
+
+	// 4. Authenticate (public routes: the anonymous identity).
+	if !rt.Info.Public {
+		if s.wiring.Auth == nil {
+			s.refuse(w, r, x, http.StatusServiceUnavailable, ReasonAuthNotConfigured, "authentication not configured")
+			return
+		}
+		id, handled, err := s.wiring.Auth.Authenticate(w, req)
+		switch {
+		case err != nil:
+			s.log.Warn("authentication failed", zap.String("request_id", x.id), zap.Error(err))
+			s.refuse(w, r, x, http.StatusServiceUnavailable, ReasonAuthError, "sign-in is unavailable")
+			return
+		case handled:
+			x.outcome = OutcomeAuthenticate
+			return
+		case !id.Authenticated():
+			s.refuse(w, r, x, http.StatusForbidden, ReasonUnauthenticated, "")
+			return
+		}
+		x.ident = id
+	}
+
+	if !s.decide(w, r, x) {
+		return
+	}
+	s.forward(w, r, x, st)
+}
+
+// decide runs risk, policy and MFA, records the decision, and reports
+// whether the request may go upstream. On false it has answered the client.
+func (s *Server) decide(w *responseWriter, r *http.Request, x *exchange) bool {
+	ctx := r.Context()
+	req, id := x.req, x.ident
+	var risk Risk
+	if s.wiring.Risk != nil {
+		var err error
+		risk, err = s.wiring.Risk.Assess(ctx, req, id)
+		if err != nil {
+			// The assessor expresses its fail-open/closed choice in risk.Blocked.
+			s.log.Warn("risk assessment failed", zap.String("request_id", x.id), zap.Error(err), zap.Bool("blocked", risk.Blocked))
+		}
+	}
+	ev := s.decisionEvent(x)
+	if risk.Blocked {
+		reason := ReasonRiskBlocked
+		if risk.Reason != "" {
+			reason += ":" + risk.Reason
+		}
+		ev.Outcome, ev.Reasons = OutcomeDeny, []string{reason}
+		s.recordDenial(ctx, x, ev)
+		s.refuse(w, r, x, http.StatusForbidden, reason, "")
+		return false
+	}
+
+	var dec Decision
+	var reasons []string
+	switch {
+	case s.wiring.Authz == nil:
+		reasons = []string{ReasonNoPolicy}
+	default:
+		var err error
+		dec, err = s.wiring.Authz.Decide(ctx, req, id, risk)
+		switch {
+		case err != nil:
+			s.log.Warn("policy evaluation failed", zap.String("request_id", x.id), zap.Error(err))
+			reasons = []string{ReasonPolicyError}
+		case !dec.Allow || len(dec.Deny) > 0:
+			reasons = dec.Deny
+			if len(reasons) == 0 {
+				reasons = []string{ReasonPolicyDeny}
+			}
+		}
+	}
+	ev.Revision, ev.Input = dec.Revision, dec.Input
+	if reasons != nil {
+		ev.Outcome, ev.Reasons = OutcomeDeny, reasons
+		s.recordDenial(ctx, x, ev)
+		s.refuse(w, r, x, http.StatusForbidden, strings.Join(reasons, ","), "")
+		return false
+	}
+
+	needMFA := dec.RequireMFA || risk.StepUp || x.route.Info.MFA == "required" && !x.route.Info.Public
+	if needMFA && !id.MFA {
+		reason := ReasonMFARequired
+		if risk.StepUp && risk.Reason != "" {
+			reason += ":" + risk.Reason
+		}
+		ev.Outcome, ev.Reasons = OutcomeStepUp, []string{reason}
+		if s.wiring.Auth == nil {
+			ev.Outcome, ev.Reasons = OutcomeDeny, []string{ReasonStepUpUnavailable}
+			s.recordDenial(ctx, x, ev)
+			s.refuse(w, r, x, http.StatusForbidden, ReasonStepUpUnavailable, "")
+			return false
+		}
+		s.recordDenial(ctx, x, ev)
+		x.outcome, x.reason = OutcomeStepUp, reason
+		s.wiring.Auth.StepUp(w, req, id, reason)
+		return false
+	}
+
+	// Written down before the request goes anywhere: never served unaudited.
+	ev.Outcome = OutcomeAllow
+	if err := s.record(ctx, ev); err != nil {
+		s.log.Error("decision not recorded: refusing", zap.String("request_id", x.id), zap.Error(err))
+		s.refuse(w, r, x, http.StatusServiceUnavailable, ReasonAuditUnavailable, "the audit log cannot be written")
+		return false
+	}
+	x.outcome = OutcomeAllow
+	return true
+}
+
+// forward sends an allowed request upstream under the guards, then records
+// its completion.
+func (s *Server) forward(w *responseWriter, r *http.Request, x *exchange, st *state) {
+	parent := r.Context()
+	ctx := parent
+	s.wiring.routeGuard.Lock()
+	guards := s.wiring.guards
+	s.wiring.routeGuard.Unlock()
+	for _, g := range guards {
+		var release func()
+		ctx, release = g.Watch(ctx, x.req, x.ident)
+		if release != nil {
+			defer release()
+		}
+	}
+	fl := &flight{x: x, st: st, w: w, client: parent, guard: ctx}
+	r2 := r.WithContext(context.WithValue(ctx, flightKey{}, fl))
+	x.req.HTTP = r2
+	t0 := time.Now()
+	aborted := s.serveUpstream(w, r2)
+	x.upstream = time.Since(t0)
+	if ctx.Err() != nil && parent.Err() == nil {
+		x.guardCut = true
+		if x.reason == "" {
+			x.reason = ReasonGuardCut
+		}
+	}
+
+	ev := s.baseEvent(x, EventCompletion)
+	ev.Status, ev.Bytes, ev.Duration = w.status, w.bytes, s.clock().Sub(x.start)
+	if x.reason != "" {
+		ev.Fields = map[string]any{"reason": x.reason}
+	}
+	if aborted {
+		ev.Fields = map[string]any{"reason": x.reason, "aborted": true}
+	}
+	if err := s.record(context.WithoutCancel(parent), ev); err != nil {
+		s.log.Error("completion not recorded", zap.String("request_id", x.id), zap.Error(err))
+	}
+	if aborted {
+		// Cut the client connection, as the reverse proxy meant to.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// serveUpstream runs the reverse proxy. When a response body cannot be
+// copied to the end, the reverse proxy aborts the handler with
+// http.ErrAbortHandler; that is caught here so the completion is still
+// recorded, and re-raised by forward afterwards.
+func (s *Server) serveUpstream(w *responseWriter, r *http.Request) (aborted bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler { //nolint:errorlint // sentinel value identity is the contract
+				panic(v)
+			}
+			aborted = true
+		}
+	}()
+	s.rp.ServeHTTP(w, r)
+	return false
+}
+
+// refuse answers with an error page and notes the outcome.
+func (s *Server) refuse(w *responseWriter, r *http.Request, x *exchange, status int, reason, detail string) {
+	if x.outcome == "" || x.outcome == OutcomeAllow {
+		switch status {
+		case http.StatusServiceUnavailable:
+			x.outcome = OutcomeUnavailable
+		case http.StatusBadRequest:
+			x.outcome = OutcomeBadRequest
+		default:
+			x.outcome = OutcomeDeny
+		}
+	}
+	x.reason = reason
+	if w.wroteHeader {
+		return
+	}
+	renderPage(w, r, pageData{Status: status, Detail: detail, RequestID: x.id, User: displayName(x.ident), Host: r.Host})
+}
+
+func (s *Server) baseEvent(x *exchange, typ string) Event {
+	r := x.req.HTTP
+	return Event{
+		Type: typ, Time: s.clock(), RequestID: x.id, Route: x.route.Info.Name,
+		Method: r.Method, Host: r.Host, Path: x.req.Path, ClientIP: addrString(x.req),
+		Subject: x.ident.Subject, Email: x.ident.Email, SessionID: x.ident.SessionID,
+	}
+}
+
+func (s *Server) decisionEvent(x *exchange) Event { return s.baseEvent(x, EventDecision) }
+
+// record writes an event; without a Recorder nothing can be written, which
+// is an error (fail closed).
+func (s *Server) record(ctx context.Context, ev Event) error {
+	if s.wiring.Recorder == nil {
+		s.metrics.auditFailures.Inc()
+		return errNoRecorder
+	}
+	if err := s.wiring.Recorder.Record(ctx, ev); err != nil {
+		s.metrics.auditFailures.Inc()
+		return fmt.Errorf("record %s event: %w", ev.Type, err)
+	}
+	return nil
+}
+
+var errNoRecorder = errors.New("no audit recorder configured")
+
+// recordDenial writes a refusal; failing to write it is logged, and the
+// request stays refused.
+func (s *Server) recordDenial(ctx context.Context, x *exchange, ev Event) {
+	if err := s.record(ctx, ev); err != nil {
+		s.log.Error("refusal not recorded", zap.String("request_id", x.id), zap.Error(err))
+	}
+}
+
+// finish runs after every request: observers, metrics, access log.
+func (s *Server) finish(w *responseWriter, r *http.Request, x *exchange) {
+	if x.outcome == "" {
+		x.outcome = OutcomeUnavailable
+	}
+	dur := s.clock().Sub(x.start)
+	routeName := ""
+	if x.route != nil {
+		routeName = x.route.Info.Name
+	}
+	if x.req != nil && (x.outcome == OutcomeAllow || x.outcome == OutcomeDeny || x.outcome == OutcomeStepUp || x.outcome == OutcomeUpstreamErr) {
+		c := Completion{Request: x.req, Identity: x.ident, Status: w.status, Bytes: w.bytes, Duration: dur}
+		c.Download = x.outcome == OutcomeAllow && w.status < 300 &&
+			x.route.IsDownload(x.req.Path, w.Header().Get("Content-Type"), w.Header().Get("Content-Disposition"))
+		for _, o := range s.wiring.Observers {
+			o.Observe(context.WithoutCancel(r.Context()), c)
+		}
+	}
+	s.metrics.observe(routeName, w.status, x.outcome, dur)
+	if s.state.Load().cfg.Log.Access {
+		user := x.ident.Email
+		if user == "" {
+			user = x.ident.Subject
+		}
+		s.log.Info("request",
+			zap.String("request_id", x.id),
+			zap.String("route", routeName),
+			zap.String("user", user),
+			zap.String("method", r.Method),
+			zap.String("host", r.Host),
+			zap.String("path", r.URL.EscapedPath()),
+			zap.Int("status", w.status),
+			zap.Int64("bytes", w.bytes),
+			zap.Duration("duration", dur),
+			zap.Duration("upstream_duration", x.upstream),
+			zap.String("outcome", x.outcome),
+			zap.String("reason", x.reason),
+			zap.String("client_ip", addrString(x.req)),
+		)
+	}
+}
+
+func addrString(req *Request) string {
+	if req == nil || !req.ClientIP.IsValid() {
+		return ""
+	}
+	return req.ClientIP.String()
+}
+
+var pathReasonText = map[string]string{
+	PathNotAbsolute:    "the path does not start with /",
+	PathBadEscape:      "the path has a malformed percent-escape",
+	PathEncodedSlash:   "the path contains an encoded slash (%2F)",
+	PathBackslash:      "the path contains a backslash",
+	PathControl:        "the path contains a control character",
+	PathInvalidUTF8:    "the path is not valid UTF-8",
+	PathAboveRoot:      "the path climbs above the root with ..",
+	PathParameter:      "the path contains a ; parameter",
+	PathDoubleEncoding: "the path is percent-encoded twice",
+}
+
+// isUpgrade returns the Upgrade protocol a request asks for, or "".
+func isUpgrade(r *http.Request) string {
+	up := r.Header.Get("Upgrade")
+	if up != "" {
+		return up
+	}
+	for _, v := range r.Header.Values("Connection") {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return "unknown"
+			}
+		}
+	}
+	return ""
+}
+
+// newRequestID returns 128 random bits in hex.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
+
+// responseWriter counts what is sent to the client and remembers the final
+// status. It unwraps for http.ResponseController (flush, hijack, deadlines).
+type responseWriter struct {
+	http.ResponseWriter
+	status      int
+	bytes       int64
+	wroteHeader bool
+	hijacked    bool
+}
+
+func (w *responseWriter) WriteHeader(code int) {
+	if !w.wroteHeader && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		w.status, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *responseWriter) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.status, w.wroteHeader = http.StatusOK, true
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Flush sends buffered data to the client.
+func (w *responseWriter) Flush() {
+	if !w.wroteHeader {
+		w.status, w.wroteHeader = http.StatusOK, true
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Hijack takes over the connection (WebSockets).
+func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		w.hijacked = true
+		if !w.wroteHeader {
+			w.status, w.wroteHeader = http.StatusSwitchingProtocols, true
+		}
+	}
+	return c, brw, err
+}
+
+// Unwrap returns the underlying writer.
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,226 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"mime"
+	"net"
+	"net/url"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/gatehouse-dev/gatehouse/config"
+)
+
+// Route is one compiled entry of the routing table: everything the pipeline
+// and the upstream need, resolved once when the config is loaded.
+type Route struct {
+	Info         RouteInfo
+	Target       *url.URL // upstream base URL
+	WebSockets   bool
+	PreserveHost bool
+	downloads    downloadMatcher
+}
+
+// Router maps a request's Host and normalised path to a Route. It is built
+// once from a config and never changes; a reload builds a new one.
+type Router struct {
+	hosts map[string][]*Route // by lower-case host, longest prefix first
+}
+
+// ErrRouteConfig wraps every error NewRouter returns.
+var ErrRouteConfig = errors.New("invalid route")
+
+// NewRouter compiles the routes of a config. It reports every problem it
+// finds (joined), naming the route by index as the config does.
+func NewRouter(routes []config.Route) (*Router, error) {
+	r := &Router{hosts: make(map[string][]*Route)}
+	seen := make(map[string]int)
+	var errs []error
+	for i, cr := range routes {
+		rt, err := compileRoute(cr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w: routes[%d] (%s): %w", ErrRouteConfig, i, cr.Name, err))
+			continue
+		}
+		key := rt.Info.Host + "\x00" + rt.Info.Prefix
+		if j, dup := seen[key]; dup {
+			errs = append(errs, fmt.Errorf("%w: routes[%d] (%s): host %q prefix %q already used by routes[%d]",
+				ErrRouteConfig, i, cr.Name, rt.Info.Host, rt.Info.Prefix, j))
+			continue
+		}
+		seen[key] = i
+		r.hosts[rt.Info.Host] = append(r.hosts[rt.Info.Host], rt)
+	}
+	for _, list := range r.hosts {
+		sort.SliceStable(list, func(a, b int) bool { return len(list[a].Info.Prefix) > len(list[b].Info.Prefix) })
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return r, nil
+}
+
+func compileRoute(cr config.Route) (*Route, error) {
+	host := canonicalHost(cr.Host)
+	if host == "" {
+		return nil, errors.New("host is empty")
+	}
+	prefix, err := canonicalPrefix(cr.PathPrefix)
+	if err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(cr.Upstream)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %q: %w", cr.Upstream, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("upstream %q: want http:// or https:// with a host", cr.Upstream)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, fmt.Errorf("upstream %q: no query, fragment or user info allowed", cr.Upstream)
+	}
+	mfa := cr.MFA
+	if mfa == "" {
+		mfa = "optional"
+	}
+	dl, err := newDownloadMatcher(cr.Downloads)
+	if err != nil {
+		return nil, err
+	}
+	return &Route{
+		Info: RouteInfo{
+			Name: cr.Name, Host: host, Prefix: prefix, Public: cr.Public,
+			MFA: mfa, Upstream: u.String(),
+		},
+		Target:       u,
+		WebSockets:   cr.WebSockets,
+		PreserveHost: cr.PreserveHost,
+		downloads:    dl,
+	}, nil
+}
+
+// canonicalHost lower-cases a host and strips a port and a trailing dot.
+func canonicalHost(h string) string {
+	h = strings.TrimSpace(h)
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	} else if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		h = h[1 : len(h)-1]
+	}
+	return strings.TrimSuffix(strings.ToLower(h), ".")
+}
+
+// canonicalPrefix makes "/api/" and "/api" both "/api"; "" and "/" mean the
+// whole host.
+func canonicalPrefix(p string) (string, error) {
+	if p == "" || p == "/" {
+		return "", nil
+	}
+	n, err := NormalizePath(p)
+	if err != nil || n != p && n != p+"/" && n+"/" != p {
+		return "", fmt.Errorf("path_prefix %q is not a normalised path", p)
+	}
+	return strings.TrimSuffix(n, "/"), nil
+}
+
+// Match returns the route for a Host header and a normalised path, or nil.
+// The longest prefix that matches on a segment boundary wins: prefix "/api"
+// matches "/api" and "/api/x" but not "/apix".
+func (r *Router) Match(host, p string) *Route {
+	for _, rt := range r.hosts[canonicalHost(host)] {
+		pre := rt.Info.Prefix
+		if pre == "" || p == pre || strings.HasPrefix(p, pre) && p[len(pre)] == '/' {
+			return rt
+		}
+	}
+	return nil
+}
+
+// Routes returns every route, ordered by host then longest prefix.
+func (r *Router) Routes() []*Route {
+	hosts := make([]string, 0, len(r.hosts))
+	for h := range r.hosts {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	var out []*Route
+	for _, h := range hosts {
+		out = append(out, r.hosts[h]...)
+	}
+	return out
+}
+
+// downloadMatcher decides whether a response counts as a download.
+type downloadMatcher struct {
+	paths []string
+	types []string // lower-case media types, "type/*" allowed
+}
+
+func newDownloadMatcher(d config.Downloads) (downloadMatcher, error) {
+	m := downloadMatcher{paths: d.Paths}
+	for _, p := range d.Paths {
+		if _, err := path.Match(p, "/"); err != nil {
+			return m, fmt.Errorf("downloads.paths %q: %w", p, err)
+		}
+	}
+	for _, ct := range d.ContentTypes {
+		m.types = append(m.types, strings.ToLower(strings.TrimSpace(ct)))
+	}
+	return m, nil
+}
+
+// IsDownload reports whether a response to path p with the given
+// Content-Type and Content-Disposition counts as a download: an attachment
+// disposition always does; otherwise the route's downloads patterns decide.
+//
+// Path patterns use path.Match syntax. A pattern without "/" matches the last
+// segment ("*.pdf"); a pattern ending in "/*" matches everything below that
+// folder at any depth ("/files/*"); any other pattern matches the whole path.
+func (rt *Route) IsDownload(p, contentType, disposition string) bool {
+	if disposition != "" {
+		if d, _, err := mime.ParseMediaType(disposition); err == nil && d == "attachment" {
+			return true
+		} else if err != nil && strings.HasPrefix(strings.ToLower(strings.TrimSpace(disposition)), "attachment") {
+			return true
+		}
+	}
+	for _, pat := range rt.downloads.paths {
+		switch {
+		case !strings.Contains(pat, "/"):
+			if ok, _ := path.Match(pat, path.Base(p)); ok {
+				return true
+			}
+		case strings.HasSuffix(pat, "/*"):
+			dir := strings.TrimSuffix(pat, "/*")
+			if ok, _ := path.Match(dir, p); ok {
+				continue // the folder itself is not a download
+			}
+			for d := path.Dir(p); ; d = path.Dir(d) {
+				if ok, _ := path.Match(dir, d); ok {
+					return true
+				}
+				if d == "/" || d == "." {
+					break
+				}
+			}
+		default:
+			if ok, _ := path.Match(pat, p); ok {
+				return true
+			}
+		}
+	}
+	if len(rt.downloads.types) > 0 && contentType != "" {
+		mt, _, err := mime.ParseMediaType(contentType)
+		if err != nil {
+			mt = strings.ToLower(strings.TrimSpace(strings.SplitN(contentType, ";", 2)[0]))
+		}
+		for _, t := range rt.downloads.types {
+			if t == mt || strings.HasSuffix(t, "/*") && strings.HasPrefix(mt, strings.TrimSuffix(t, "*")) {
+				return true
+			}
+		}
+	}
+	return false
+}
