@@ -1,0 +1,249 @@
+package anomaly
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gatehouse-dev/gatehouse/internal/testenv"
+)
+
+// redisServer is a real redis-server on loopback for one test.
+type redisServer struct {
+	Addr string
+	cmd  *exec.Cmd
+}
+
+func startRedis(t testing.TB) *redisServer {
+	t.Helper()
+	bin := testenv.NeedBinary(t, "redis-server")
+	port := testenv.FreePort(t)
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start redis-server: %v", err)
+	}
+	rs := &redisServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd}
+	t.Cleanup(rs.Kill)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", rs.Addr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return rs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server did not listen on %s", rs.Addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Kill stops the server (idempotent).
+func (r *redisServer) Kill() {
+	if r.cmd.Process != nil && r.cmd.ProcessState == nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+	}
+}
+
+func redisStore(t testing.TB, addr string) *RedisStore {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond,
+		WriteTimeout: 200 * time.Millisecond, MaxRetries: -1, DialerRetries: 1})
+	t.Cleanup(func() { c.Close() })
+	return NewRedisStore(c, "t:")
+}
+
+// TestRedisStoreMatchesMemory runs the same observations through both
+// stores and compares every counter.
+func TestRedisStoreMatchesMemory(t *testing.T) {
+	rs := startRedis(t)
+	hk := mustZone(t, "Asia/Hong_Kong")
+	now := time.Date(2026, 12, 3, 2, 0, 0, 0, hk)
+	ctx := t.Context()
+	for name, st := range map[string]Store{"memory": NewMemoryStore(nil), "redis": redisStore(t, rs.Addr)} {
+		t.Run(name, func(t *testing.T) {
+			ws := []time.Duration{10 * time.Minute, time.Hour}
+			q := Query{Keys: []string{"u:ana"}, Windows: ws}
+			at := now
+			for i := range 30 {
+				inc := Increment{Keys: []string{"u:ana"}, Windows: ws, Bytes: 100, Download: i%2 == 0, Path: fmt.Sprintf("/p%d", i%7)}
+				if _, err := st.Add(ctx, at, inc, q); err != nil {
+					t.Fatal(err)
+				}
+				at = at.Add(time.Minute)
+			}
+			snap, err := st.Load(ctx, at, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Last 10 minutes, (02:20, 02:30]: observations 21..29.
+			want10 := Counts{Requests: 9, Bytes: 900, Downloads: 4, Paths: 7}
+			want60 := Counts{Requests: 30, Bytes: 3000, Downloads: 15, Paths: 7}
+			if got := snap.Counts["u:ana"][10*time.Minute]; got != want10 {
+				t.Errorf("10m = %+v, want %+v", got, want10)
+			}
+			if got := snap.Counts["u:ana"][time.Hour]; got != want60 {
+				t.Errorf("1h = %+v, want %+v", got, want60)
+			}
+			// Markers: NX, TTL, list, delete.
+			if ok, err := st.SetMarker(ctx, "fired:r:u:ana", []byte("1"), time.Minute, true); !ok || err != nil {
+				t.Fatalf("first SET NX: %v %v", ok, err)
+			}
+			if ok, _ := st.SetMarker(ctx, "fired:r:u:ana", []byte("2"), time.Minute, true); ok {
+				t.Fatal("second SET NX stored")
+			}
+			_, _ = st.SetMarker(ctx, "block:u:a*b", []byte("x"), time.Minute, false)
+			ms, err := st.Markers(ctx, "block:")
+			if err != nil || len(ms) != 1 || string(ms["block:u:a*b"]) != "x" {
+				t.Fatalf("markers = %v %v", ms, err)
+			}
+			if ok, _ := st.DeleteMarker(ctx, "block:u:a*b"); !ok {
+				t.Fatal("delete")
+			}
+			// Baseline fold round trip.
+			b, err := st.FoldBaseline(ctx, "u:ana", func(b *Baseline, periods map[int64]Counts) *Baseline {
+				if b != nil {
+					t.Errorf("baseline exists: %+v", b)
+				}
+				return &Baseline{First: 1, Next: 5}
+			})
+			if err != nil || b.Next != 5 {
+				t.Fatalf("fold: %+v %v", b, err)
+			}
+		})
+	}
+}
+
+// TestTwoReplicasShareRedis: downloads through replica A trip the rule;
+// replica B refuses the user's next request and cuts its live one.
+func TestTwoReplicasShareRedis(t *testing.T) {
+	rs := startRedis(t)
+	hk := mustZone(t, "Asia/Hong_Kong")
+	clk := newClock(time.Date(2026, 12, 3, 2, 0, 0, 0, hk))
+	recA, recB := &recorder{}, &recorder{}
+	opts := func(rec *recorder) Options {
+		return Options{Zone: hk, Night: "22:00-06:00", Clock: clk.Now, Store: redisStore(t, rs.Addr), Hooks: rec.hooks(), PollInterval: 100 * time.Millisecond,
+			Rules: []Rule{{Name: "bulk-download-at-night", Night: true, Window: time.Hour, DownloadsOver: 50, Actions: []Action{ActionAlert, ActionBlockUser}}}}
+	}
+	a := newDetector(t, opts(recA))
+	b := newDetector(t, opts(recB))
+	ctx := t.Context()
+	ana := Subject{User: "ana", Session: "s1"}
+	liveB, release := b.Watch(ctx, Subject{User: "ana", Session: "s2"})
+	defer release()
+	// 51 downloads, alternating replicas: the counters are shared, and the
+	// 51st trips the rule.
+	for i := range 51 {
+		d := a
+		if i%2 == 1 {
+			d = b
+		}
+		if r, err := d.Assess(ctx, ana); err != nil || r.Blocked {
+			t.Fatalf("download %d refused early: %+v %v", i, r, err)
+		}
+		if err := d.Observe(ctx, ana, Observation{Download: true, Path: fmt.Sprintf("/files/%d", i), Bytes: 1000}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The rule fired exactly once across both replicas.
+	if n := len(recA.Records()) + len(recB.Records()); n != 1 {
+		t.Fatalf("rule fired %d times across replicas", n)
+	}
+	start := time.Now()
+	r, err := b.Assess(ctx, Subject{User: "ana", Session: "s3"})
+	if err != nil || !r.Blocked || r.Counts.Downloads != 51 || !contains(r.Flags, FlagBulkDownload) {
+		t.Fatalf("replica B: %+v %v", r, err)
+	}
+	select {
+	case <-liveB.Done():
+	case <-time.After(time.Second):
+		t.Fatal("live request on replica B not cut within 1s")
+	}
+	t.Logf("B refused and cut within %v", time.Since(start))
+	// Unblock on B lifts it for A.
+	if ok, err := b.Unblock(ctx, BlockUser, "ana"); !ok || err != nil {
+		t.Fatalf("unblock: %v %v", ok, err)
+	}
+	if r, _ := a.Assess(ctx, ana); r.Blocked {
+		t.Fatalf("A still blocks after unblock on B: %+v", r)
+	}
+}
+
+// TestStoreUnavailable: with Redis killed, fail_closed refuses (reason
+// store_unavailable) and fail_open lets through; counting errors are
+// reported, never fatal; readiness fails.
+func TestStoreUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		failOpen bool
+	}{{"fail_closed", false}, {"fail_open", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			rs := startRedis(t)
+			rec := &recorder{}
+			clk := newClock(time.Date(2026, 12, 3, 14, 0, 0, 0, time.UTC))
+			d := newDetector(t, Options{Clock: clk.Now, Store: redisStore(t, rs.Addr), FailOpen: tc.failOpen, Hooks: rec.hooks(), StoreTimeout: 300 * time.Millisecond,
+				Rules: []Rule{{Name: "x", Window: time.Hour, RequestsOver: 1000, Actions: []Action{ActionAlert}}}})
+			ctx := t.Context()
+			if r, err := d.Assess(ctx, Subject{User: "ana"}); err != nil || r.Blocked {
+				t.Fatalf("healthy: %+v %v", r, err)
+			}
+			if err := d.Ready(ctx); err != nil {
+				t.Fatal(err)
+			}
+			rs.Kill()
+			start := time.Now()
+			r, err := d.Assess(ctx, Subject{User: "ana"})
+			if !errors.Is(err, ErrStore) {
+				t.Fatalf("err = %v, want ErrStore", err)
+			}
+			if el := time.Since(start); el > time.Second {
+				t.Errorf("Assess took %v with Redis down", el)
+			}
+			if r.Blocked == tc.failOpen || (!tc.failOpen && r.Reason != ReasonStoreUnavail) {
+				t.Fatalf("risk = %+v", r)
+			}
+			if !contains(r.Flags, FlagStoreUnavail) {
+				t.Errorf("flags = %v", r.Flags)
+			}
+			if err := d.Observe(ctx, Subject{User: "ana"}, Observation{}); !errors.Is(err, ErrStore) {
+				t.Errorf("Observe err = %v", err)
+			}
+			if err := d.Ready(ctx); !errors.Is(err, ErrStore) {
+				t.Errorf("Ready = %v", err)
+			}
+			rec.mu.Lock()
+			errs := append([]string(nil), rec.errs...)
+			rec.mu.Unlock()
+			if !contains(errs, "assess") || !contains(errs, "observe") {
+				t.Errorf("store errors reported: %v", errs)
+			}
+		})
+	}
+}
+
+// TestFailOpenKeepsLocalBlocks: a block this instance made still applies
+// while Redis is down, even failing open.
+func TestFailOpenKeepsLocalBlocks(t *testing.T) {
+	rs := startRedis(t)
+	d := newDetector(t, Options{Store: redisStore(t, rs.Addr), FailOpen: true,
+		Rules: []Rule{{Name: "x", Window: time.Hour, RequestsOver: 1000, Actions: []Action{ActionAlert}}}})
+	if _, err := d.Block(t.Context(), BlockUser, "ana", time.Hour, "test"); err != nil {
+		t.Fatal(err)
+	}
+	rs.Kill()
+	r, err := d.Assess(t.Context(), Subject{User: "ana"})
+	if err == nil || !r.Blocked {
+		t.Fatalf("local block lost: %+v %v", r, err)
+	}
+	if r, _ := d.Assess(context.Background(), Subject{User: "bob"}); r.Blocked {
+		t.Fatal("fail_open refused an unblocked user")
+	}
+}
