@@ -17,8 +17,7 @@ import (
 // acmeState is mode acme: one certmagic Config with its own cache (not the
 // package default), one ACME issuer, file storage.
 type acmeState struct {
-	hosts  hostSet
-	names  []string
+	hosts  *hostsRef
 	cache  *certmagic.Cache
 	cfg    *certmagic.Config
 	issuer *certmagic.ACMEIssuer
@@ -27,24 +26,13 @@ type acmeState struct {
 	ctx    context.Context // for background management; cancelled by close
 }
 
-func newACMESource(_ context.Context, hs hostSet, opts Options, log *zap.Logger) (*acmeState, error) {
+func newACMESource(_ context.Context, hs *hostsRef, opts Options, log *zap.Logger) (*acmeState, error) {
 	a := opts.ACME
 	if a.Directory == "" {
 		return nil, errors.New("tls mode acme: acme.directory is empty")
 	}
 	if a.Storage == "" {
 		return nil, errors.New("tls mode acme: acme.storage is empty")
-	}
-	if len(hs.ips) > 0 {
-		return nil, fmt.Errorf("tls mode acme: %v: ACME certificates for IP addresses are not supported", hs.ips)
-	}
-	if len(hs.names) == 0 {
-		return nil, errors.New("tls mode acme: no host names to obtain certificates for")
-	}
-	for _, n := range hs.names {
-		if strings.HasPrefix(n, "*.") {
-			return nil, fmt.Errorf("tls mode acme: %s: wildcard certificates need the DNS-01 challenge, which is not supported", n)
-		}
 	}
 	if a.DisableHTTPChallenge && a.DisableTLSALPNChallenge {
 		return nil, errors.New("tls mode acme: both the HTTP-01 and the TLS-ALPN-01 challenge are disabled")
@@ -60,7 +48,7 @@ func newACMESource(_ context.Context, hs hostSet, opts Options, log *zap.Logger)
 		return nil, fmt.Errorf("tls acme.storage %s: %w", a.Storage, err)
 	}
 	clog := log.Named("certmagic")
-	st := &acmeState{hosts: hs, names: hs.names, log: log}
+	st := &acmeState{hosts: hs, log: log}
 	st.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return st.cfg, nil },
 		Logger:           clog,
@@ -85,9 +73,10 @@ func newACMESource(_ context.Context, hs hostSet, opts Options, log *zap.Logger)
 	st.cfg.Issuers = []certmagic.Issuer{st.issuer}
 	// Background management outlives New's ctx; close ends it.
 	st.ctx, st.cancel = context.WithCancel(context.Background())
-	if err := st.cfg.ManageAsync(st.ctx, st.names); err != nil {
+	names := hs.get().names
+	if err := st.cfg.ManageAsync(st.ctx, names); err != nil {
 		st.close()
-		return nil, fmt.Errorf("tls acme: manage %v: %w", st.names, err)
+		return nil, fmt.Errorf("tls acme: manage %v: %w", names, err)
 	}
 	return st, nil
 }
@@ -116,7 +105,7 @@ func (s *acmeState) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 	if hello.ServerName == "" {
 		return nil, fmt.Errorf("%w: no SNI", ErrUnknownServerName)
 	}
-	if _, err := s.hosts.match(hello.ServerName); err != nil {
+	if _, err := s.hosts.get().match(hello.ServerName); err != nil {
 		return nil, err
 	}
 	if slices.Contains(hello.SupportedProtos, acmeTLS1) {
@@ -127,19 +116,43 @@ func (s *acmeState) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 
 // sync obtains (or loads from storage) a certificate for every name.
 func (s *acmeState) sync(ctx context.Context) error {
-	if err := s.cfg.ManageSync(ctx, s.names); err != nil {
-		return fmt.Errorf("tls acme: obtain %v: %w", s.names, err)
+	names := s.hosts.get().names
+	if err := s.cfg.ManageSync(ctx, names); err != nil {
+		return fmt.Errorf("tls acme: obtain %v: %w", names, err)
 	}
 	return nil
 }
 
 // ready reports whether every name has a certificate in the cache.
 func (s *acmeState) ready() error {
-	for _, n := range s.names {
+	for _, n := range s.hosts.get().names {
 		if len(s.cache.AllMatchingCertificates(n)) == 0 {
 			return fmt.Errorf("%w: %s (ACME order pending)", ErrNoCertificate, n)
 		}
 	}
+	return nil
+}
+
+// setHosts starts managing added names and stops renewing removed ones.
+func (s *acmeState) setHosts(ctx context.Context, old, hs hostSet) error {
+	var added []string
+	for _, n := range hs.names {
+		if !slices.Contains(old.names, n) {
+			added = append(added, n)
+		}
+	}
+	if len(added) > 0 {
+		if err := s.cfg.ManageAsync(s.ctx, added); err != nil {
+			return fmt.Errorf("tls acme: manage %v: %w", added, err)
+		}
+	}
+	var removed []certmagic.SubjectIssuer
+	for _, n := range old.names {
+		if !slices.Contains(hs.names, n) {
+			removed = append(removed, certmagic.SubjectIssuer{Subject: n})
+		}
+	}
+	s.cache.RemoveManaged(removed)
 	return nil
 }
 

@@ -324,6 +324,16 @@ func TestACMEPebble(t *testing.T) {
 		t.Errorf("plain HTTP: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 
+	// A host added by a config reload is obtained too.
+	added := "added." + strings.TrimSuffix(testZone, ".")
+	if err := m.SetHosts(ctx, []string{name, added}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Sync(ctx); err != nil {
+		t.Fatalf("obtain added host: %v", err)
+	}
+	env.verifyServed(t, added, roots)
+
 	// A restart loads the certificate from storage: no new order (Pebble
 	// is stopped), the same certificate is served.
 	m.Close()

@@ -34,6 +34,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -119,7 +120,7 @@ type source interface {
 // the HTTP listener. It is safe for concurrent use.
 type Manager struct {
 	opts  Options
-	hosts hostSet
+	hosts *hostsRef
 	log   *zap.Logger
 	src   source
 	local *localCA   // mode local
@@ -141,15 +142,12 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	if opts.HTTPSPort == 0 {
 		opts.HTTPSPort = 443
 	}
-	hosts := opts.Hosts
-	if opts.Mode == ModeLocal {
-		hosts = append(append([]string(nil), hosts...), "localhost", "127.0.0.1", "::1")
-	}
-	hs, err := newHostSet(hosts)
+	hs, err := hostSetFor(opts.Mode, opts.Hosts)
 	if err != nil {
-		return nil, fmt.Errorf("tls hosts: %w", err)
+		return nil, err
 	}
-	m := &Manager{opts: opts, hosts: hs, log: opts.Logger.Named("certs")}
+	m := &Manager{opts: opts, hosts: &hostsRef{}, log: opts.Logger.Named("certs")}
+	m.hosts.set(hs)
 	switch opts.Mode {
 	case ModeLocal:
 		ca, err := openLocalCA(opts.LocalDir, opts.Now)
@@ -157,16 +155,16 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 			return nil, err
 		}
 		m.local = ca
-		m.src = newLocalSource(ca, hs, opts)
+		m.src = newLocalSource(ca, m.hosts, opts)
 		m.log.Info("local CA ready", zap.String("ca", ca.certPath))
 	case ModeFiles:
-		fs, err := newFileSource(opts, hs, m.log)
+		fs, err := newFileSource(opts, m.hosts, m.log)
 		if err != nil {
 			return nil, err
 		}
 		m.src = fs
 	case ModeACME:
-		as, err := newACMESource(ctx, hs, opts, m.log)
+		as, err := newACMESource(ctx, m.hosts, opts, m.log)
 		if err != nil {
 			return nil, err
 		}
@@ -176,6 +174,61 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("tls mode %q: want local, files or acme", opts.Mode)
 	}
 	return m, nil
+}
+
+// hostSetFor builds the host set of a mode: mode local adds localhost and
+// the loopback addresses; mode acme refuses what ACME cannot certify here
+// (addresses, and wildcards, which need DNS-01).
+func hostSetFor(mode string, hosts []string) (hostSet, error) {
+	if mode == ModeLocal {
+		hosts = append(append([]string(nil), hosts...), "localhost", "127.0.0.1", "::1")
+	}
+	hs, err := newHostSet(hosts)
+	if err != nil {
+		return hostSet{}, fmt.Errorf("tls hosts: %w", err)
+	}
+	if mode == ModeACME {
+		if len(hs.ips) > 0 {
+			return hostSet{}, fmt.Errorf("tls mode acme: %v: ACME certificates for IP addresses are not supported", hs.ips)
+		}
+		if len(hs.names) == 0 {
+			return hostSet{}, errors.New("tls mode acme: no host names to obtain certificates for")
+		}
+		for _, n := range hs.names {
+			if strings.HasPrefix(n, "*.") {
+				return hostSet{}, fmt.Errorf("tls mode acme: %s: wildcard certificates need the DNS-01 challenge, which is not supported", n)
+			}
+		}
+	}
+	return hs, nil
+}
+
+// SetHosts replaces the configured hosts (a config reload changed the
+// routes). Handshakes for removed names fail from now on; in mode acme,
+// added names are obtained in the background and removed ones are no
+// longer renewed. An invalid list changes nothing.
+func (m *Manager) SetHosts(ctx context.Context, hosts []string) error {
+	hs, err := hostSetFor(m.opts.Mode, hosts)
+	if err != nil {
+		return err
+	}
+	if m.acme != nil {
+		if err := m.acme.setHosts(ctx, m.hosts.get(), hs); err != nil {
+			return err
+		}
+	}
+	m.hosts.set(hs)
+	return nil
+}
+
+// Reload checks the certificate files now (mode files; e.g. on SIGHUP)
+// instead of waiting for the next poll. A broken pair is returned as an
+// error and the last good one keeps serving. Other modes return nil.
+func (m *Manager) Reload() error {
+	if fs, ok := m.src.(*fileSource); ok {
+		return fs.reloadIfChanged()
+	}
+	return nil
 }
 
 // TLSConfig returns a fresh TLS server config: TLS 1.2 at least, ALPN h2
@@ -218,7 +271,7 @@ func (m *Manager) HTTPHandler(next http.Handler) http.Handler {
 
 // redirect sends a plain-HTTP request to the same URL over HTTPS.
 func (m *Manager) redirect(w http.ResponseWriter, r *http.Request) {
-	if !m.hosts.allows(r.Host) {
+	if !m.hosts.get().allows(r.Host) {
 		http.Error(w, "unknown host", http.StatusNotFound)
 		return
 	}

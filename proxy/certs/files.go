@@ -21,14 +21,15 @@ const defaultReloadInterval = 2 * time.Second
 // the symlink swaps of Kubernetes secrets, which file events can miss).
 type fileSource struct {
 	certFile, keyFile string
-	hosts             hostSet
+	hosts             *hostsRef
 	log               *zap.Logger
 	onReload          func(error)
 
 	cur atomic.Pointer[tls.Certificate]
 
 	mu   sync.Mutex // serialises reload
-	seen fileStamp  // stamps of the files as last tried
+	seen    fileStamp // stamps of the files as last tried
+	lastErr error     // outcome of that try
 
 	stop chan struct{}
 	done chan struct{}
@@ -40,7 +41,7 @@ type fileSource struct {
 // size stay the same.
 type fileStamp [sha256.Size]byte
 
-func newFileSource(opts Options, hs hostSet, log *zap.Logger) (*fileSource, error) {
+func newFileSource(opts Options, hs *hostsRef, log *zap.Logger) (*fileSource, error) {
 	if opts.CertFile == "" || opts.KeyFile == "" {
 		return nil, errors.New("tls mode files: cert_file and key_file are both required")
 	}
@@ -116,20 +117,21 @@ func (s *fileSource) watch(iv time.Duration) {
 		case <-s.stop:
 			return
 		case <-t.C:
-			s.reloadIfChanged()
+			_ = s.reloadIfChanged()
 		}
 	}
 }
 
 // reloadIfChanged loads the pair again if either file changed since the
 // last attempt. A broken pair is logged and reported; the last good one
-// keeps serving. It reports whether a reload was attempted.
-func (s *fileSource) reloadIfChanged() bool {
+// keeps serving. The error is that of the last attempt on the files as
+// they are now (so unchanged broken files keep reporting it).
+func (s *fileSource) reloadIfChanged() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st, err := s.stamp()
 	if err == nil && st == s.seen {
-		return false
+		return s.lastErr
 	}
 	if err == nil {
 		var c *tls.Certificate
@@ -148,17 +150,18 @@ func (s *fileSource) reloadIfChanged() bool {
 		}
 		s.log.Error("tls certificate reload failed; the previous certificate keeps serving", zap.Error(err))
 	}
+	s.lastErr = err
 	if s.onReload != nil {
 		s.onReload(err)
 	}
-	return true
+	return err
 }
 
 // getCertificate serves the one pair to a configured SNI name, or to a
 // client that sends none (the client then checks the names itself).
 func (s *fileSource) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if hello.ServerName != "" {
-		if _, err := s.hosts.match(hello.ServerName); err != nil {
+		if _, err := s.hosts.get().match(hello.ServerName); err != nil {
 			return nil, err
 		}
 	}

@@ -159,6 +159,15 @@ func TestFilesReloadKeepsLastGood(t *testing.T) {
 		t.Fatal("broken pair replaced the last good one")
 	}
 
+	// Reload (SIGHUP) reports the broken pair now, without waiting.
+	write(t, filepath.Join(dir, "key.pem"), []byte("still not a key"))
+	if err := m.Reload(); err == nil || !strings.Contains(err.Error(), "key.pem") {
+		t.Fatalf("Reload with a broken key = %v, want an error naming key.pem", err)
+	}
+	if err := m.Reload(); err == nil {
+		t.Fatal("second Reload of the same broken files reported success")
+	}
+
 	// Repaired: picked up.
 	third := writePair(t, ca, dir, "a.example.com")
 	eventually("repaired pair served", func() bool {

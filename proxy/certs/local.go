@@ -245,7 +245,7 @@ func (ca *localCA) issue(names []string, ips []netip.Addr, now time.Time, validi
 // localSource issues and caches leaves per configured entry.
 type localSource struct {
 	ca       *localCA
-	hosts    hostSet
+	hosts    *hostsRef
 	now      func() time.Time
 	validity time.Duration
 
@@ -253,7 +253,7 @@ type localSource struct {
 	cache map[string]*tls.Certificate // key: configured name/pattern, or "ip" for the address leaf
 }
 
-func newLocalSource(ca *localCA, hs hostSet, opts Options) *localSource {
+func newLocalSource(ca *localCA, hs *hostsRef, opts Options) *localSource {
 	v := opts.LeafValidity
 	if v <= 0 {
 		v = defaultLeaf
@@ -261,19 +261,19 @@ func newLocalSource(ca *localCA, hs hostSet, opts Options) *localSource {
 	return &localSource{ca: ca, hosts: hs, now: opts.Now, validity: v, cache: map[string]*tls.Certificate{}}
 }
 
-const ipLeafKey = "\x00ip"
-
 // getCertificate serves the leaf of the configured entry that matches SNI;
 // with no SNI, the leaf of the configured addresses if the connection's
 // local address is one of them. Anything else is refused.
 func (s *localSource) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	hs := s.hosts.get()
 	if hello.ServerName == "" {
-		if !s.hosts.hasIP(localAddr(hello)) {
+		if !hs.hasIP(localAddr(hello)) {
 			return nil, fmt.Errorf("%w: no SNI and local address %v is not configured", ErrUnknownServerName, localAddr(hello))
 		}
-		return s.leaf(ipLeafKey, nil, s.hosts.ips)
+		// Keyed by the address list (a name never starts with a NUL).
+		return s.leaf(fmt.Sprint("\x00", hs.ips), nil, hs.ips)
 	}
-	p, err := s.hosts.match(hello.ServerName)
+	p, err := hs.match(hello.ServerName)
 	if err != nil {
 		return nil, err
 	}

@@ -246,3 +246,30 @@ func TestNewRejects(t *testing.T) {
 		t.Errorf("bad host error %v is not ErrInvalidName", err)
 	}
 }
+
+func TestSetHosts(t *testing.T) {
+	m := newLocal(t, t.TempDir(), "old.localhost")
+	roots := caPool(t, m.CACertPath())
+	addr := serveTLS(t, m)
+	if _, err := handshake(t, addr, "old.localhost", roots); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetHosts(context.Background(), []string{"bad host"}); !errors.Is(err, ErrInvalidName) {
+		t.Fatalf("SetHosts(bad) = %v", err)
+	}
+	if _, err := handshake(t, addr, "old.localhost", roots); err != nil {
+		t.Fatalf("a rejected SetHosts changed the hosts: %v", err)
+	}
+	if err := m.SetHosts(context.Background(), []string{"new.localhost"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := handshake(t, addr, "new.localhost", roots); err != nil {
+		t.Fatalf("added host: %v", err)
+	}
+	if _, err := handshake(t, addr, "old.localhost", roots); err == nil {
+		t.Fatal("removed host still served")
+	}
+	if _, err := handshake(t, addr, "localhost", roots); err != nil {
+		t.Fatalf("localhost dropped by SetHosts: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 )
 
 // ErrUnknownServerName is returned to a TLS handshake whose server name is
@@ -83,6 +84,13 @@ type hostSet struct {
 	names []string     // exact names and "*.x.y" patterns, in config order, no duplicates
 	ips   []netip.Addr // literal addresses (served when SNI is empty)
 }
+
+// hostsRef is the current host set, swapped whole by Manager.SetHosts and
+// read by every handshake.
+type hostsRef struct{ p atomic.Pointer[hostSet] }
+
+func (r *hostsRef) get() hostSet   { return *r.p.Load() }
+func (r *hostsRef) set(hs hostSet) { r.p.Store(&hs) }
 
 // newHostSet normalises hosts; an invalid entry is an error naming it.
 func newHostSet(hosts []string) (hostSet, error) {
