@@ -27,9 +27,9 @@ type fileSource struct {
 
 	cur atomic.Pointer[tls.Certificate]
 
-	mu   sync.Mutex // serialises reload
-	seen    fileStamp // stamps of the files as last tried
-	lastErr error     // outcome of that try
+	mu      sync.Mutex // serialises reload
+	seen    fileStamp  // stamps of the files as last tried
+	lastErr error      // outcome of that try
 
 	stop chan struct{}
 	done chan struct{}
