@@ -17,8 +17,8 @@ import (
 // Revoker ends sessions. The authentication package provides it (through
 // the proxy's wiring); the detector only needs these two calls.
 type Revoker interface {
-	RevokeUser(ctx context.Context, sub string) error
-	RevokeSession(ctx context.Context, id string) error
+	RevokeUser(ctx context.Context, sub, reason string) error
+	RevokeSession(ctx context.Context, id, reason string) error
 }
 
 // Hooks let the embedding program write down what the detector does
@@ -153,6 +153,7 @@ type Detector struct {
 	longest  time.Duration
 	baseline bool // some rule compares with a baseline
 	perSess  bool // some rule counts per session
+	nightly  bool // some rule counts only night-time requests
 	store    Store
 	clock    func() time.Time
 
@@ -224,6 +225,7 @@ func New(opts Options) (*Detector, error) {
 		d.longest = max(d.longest, r.Window)
 		d.baseline = d.baseline || r.AboveBaseline > 0
 		d.perSess = d.perSess || r.Per == PerSession
+		d.nightly = d.nightly || r.Night
 		d.rules = append(d.rules, r)
 	}
 	sort.Slice(d.windows, func(i, j int) bool { return d.windows[i] < d.windows[j] })
@@ -276,17 +278,32 @@ func sessionKey(s Subject) string {
 	return "s:" + s.Session
 }
 
+// nightPrefix marks the counters of night-time requests only: a `when:
+// night` rule counts what happened inside the night window, not the
+// evening before it.
+const nightPrefix = "n|"
+
 func (d *Detector) ruleKey(r *Rule, s Subject) string {
+	k := userKey(s)
 	if r.Per == PerSession && s.Session != "" {
-		return sessionKey(s)
+		k = sessionKey(s)
 	}
-	return userKey(s)
+	if r.Night {
+		k = nightPrefix + k
+	}
+	return k
 }
 
-func (d *Detector) keys(s Subject) []string {
+// keys are the counter keys of s; at night also the night-only ones.
+func (d *Detector) keys(s Subject, night bool) []string {
 	ks := []string{userKey(s)}
 	if d.perSess && s.Session != "" {
 		ks = append(ks, sessionKey(s))
+	}
+	if night && d.nightly {
+		for _, k := range ks[:len(ks):len(ks)] {
+			ks = append(ks, nightPrefix+k)
+		}
 	}
 	return ks
 }
@@ -323,7 +340,7 @@ func (d *Detector) Assess(ctx context.Context, s Subject) (Risk, error) {
 	if risk.Night {
 		risk.Flags = append(risk.Flags, FlagNight)
 	}
-	q := Query{Keys: d.keys(s), Windows: d.windows, Markers: markerNames(s)}
+	q := Query{Keys: d.keys(s, risk.Night), Windows: d.windows, Markers: markerNames(s)}
 	if d.baseline {
 		q.Baselines = []string{userKey(s)}
 	}
@@ -407,7 +424,8 @@ func (d *Detector) Observe(ctx context.Context, s Subject, o Observation) error 
 	if now.IsZero() {
 		now = d.clock()
 	}
-	keys := d.keys(s)
+	night := d.Night(now)
+	keys := d.keys(s, night)
 	inc := Increment{Keys: keys, Windows: d.windows, Bytes: max(o.Bytes, 0), Download: o.Download, Path: o.Path}
 	q := Query{Keys: keys, Windows: d.windows}
 	uk := userKey(s)
@@ -443,7 +461,6 @@ func (d *Detector) Observe(ctx context.Context, s Subject, o Observation) error 
 			b = nb
 		}
 	}
-	night := d.Night(now)
 	var errs []error
 	for i := range d.rules {
 		r := &d.rules[i]
@@ -510,9 +527,9 @@ func (d *Detector) fire(ctx context.Context, now time.Time, r *Rule, s Subject, 
 			res.Until = b.Until
 		case ActionRevoke:
 			if r.Per == PerSession && s.Session != "" {
-				aerr = d.opts.Revoker.RevokeSession(ctx, s.Session)
+				aerr = d.opts.Revoker.RevokeSession(ctx, s.Session, "anomaly:"+r.Name)
 			} else if s.User != "" {
-				aerr = d.opts.Revoker.RevokeUser(ctx, s.User)
+				aerr = d.opts.Revoker.RevokeUser(ctx, s.User, "anomaly:"+r.Name)
 			} else {
 				aerr = errors.New("anonymous caller has no session to revoke")
 			}

@@ -26,6 +26,7 @@ func TestRules(t *testing.T) {
 		distinct bool // a new path each time
 		session  string
 		every    time.Duration
+		after    time.Duration // wait after the group
 	}
 	for _, tc := range []struct {
 		name   string
@@ -44,6 +45,8 @@ func TestRules(t *testing.T) {
 			day, []obs{{n: 60, download: true}}, 0, nil, []string{FlagNight, FlagBulkDownload}},
 		{"night rule across midnight", Rule{Night: true, Window: time.Hour, DownloadsOver: 5},
 			time.Date(2026, 12, 3, 23, 50, 0, 0, hk), []obs{{n: 6, download: true, every: 3 * time.Minute}}, 1, []string{FlagNight, FlagBulkDownload}, nil},
+		{"night rule ignores the evening before", Rule{Night: true, Window: time.Hour, DownloadsOver: 50},
+			time.Date(2026, 12, 3, 21, 30, 0, 0, hk), []obs{{n: 40, download: true, after: 35 * time.Minute}, {n: 11, download: true}}, 0, []string{FlagNight}, []string{FlagBulkDownload}},
 		{"sliding window forgets old downloads", Rule{Window: 10 * time.Minute, DownloadsOver: 5},
 			day, []obs{{n: 10, download: true, every: 3 * time.Minute}}, 0, nil, []string{FlagBulkDownload}},
 		{"bytes over", Rule{Window: time.Hour, BytesOver: 1000},
@@ -87,6 +90,7 @@ func TestRules(t *testing.T) {
 					}
 					clk.Advance(o.every)
 				}
+				clk.Advance(o.after)
 			}
 			if got := len(rec.Records()); got != tc.fires {
 				t.Fatalf("fired %d times, want %d", got, tc.fires)
@@ -160,12 +164,12 @@ type fakeRevoker struct {
 	users, sessions []string
 }
 
-func (f *fakeRevoker) RevokeUser(_ context.Context, sub string) error {
+func (f *fakeRevoker) RevokeUser(_ context.Context, sub, _ string) error {
 	f.users = append(f.users, sub)
 	return nil
 }
 
-func (f *fakeRevoker) RevokeSession(_ context.Context, id string) error {
+func (f *fakeRevoker) RevokeSession(_ context.Context, id, _ string) error {
 	f.sessions = append(f.sessions, id)
 	return nil
 }
