@@ -86,7 +86,7 @@ func ParseDuration(s string) (Duration, error) {
 		for j < len(s) && !(s[j] >= '0' && s[j] <= '9' || s[j] == '.') {
 			j++
 		}
-		num, unit := s[:i], s[i:j]
+		num, unit := s[:i], strings.TrimSpace(s[i:j])
 		s = s[j:]
 		if unit == "" {
 			return 0, fmt.Errorf("%w %q: missing unit (e.g. 90s, 12h, 400d)", ErrDuration, in)
