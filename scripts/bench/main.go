@@ -1,0 +1,205 @@
+// Command bench compares Gatehouse with a bare httputil.ReverseProxy on the
+// same upstream, side by side in one run (`make bench`). Each row starts
+// Gatehouse with one configuration; rounds alternate bare / Gatehouse so
+// that machine noise hits both alike. It prints a table (req/s, p50, p99,
+// server CPU per request, ratios) and, last, the line
+// `ratio_rps=<x> ratio_p99=<y>` for the first row.
+//
+// Ratios are the only figures that mean anything on a shared 2-core machine:
+// never compare absolute numbers across runs.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "bare-proxy" {
+		bareProxy(os.Args[2:])
+		return
+	}
+	gatehouse := flag.String("gatehouse", "bin/gatehouse", "the gatehouse binary")
+	rowsFlag := flag.String("rows", "", "comma-separated rows to run (default: all)")
+	round := flag.Duration("round", 3*time.Second, "length of one measured round")
+	rounds := flag.Int("rounds", 2, "rounds per server per row (alternating)")
+	conc := flag.Int("c", 32, "concurrent clients")
+	h2 := flag.Bool("h2", false, "HTTP/2 between client and proxies")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *gatehouse, *rowsFlag, *round, *rounds, *conc, *h2); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, gh, rowsFlag string, round time.Duration, rounds, conc int, h2 bool) error {
+	gh, err := filepath.Abs(gh)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "gatehouse-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	env, err := newEnv(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer env.close()
+
+	bare, barePID, err := startBare(ctx, env)
+	if err != nil {
+		return fmt.Errorf("bare proxy: %w", err)
+	}
+	defer bare()
+
+	selected := rows
+	if rowsFlag != "" {
+		selected = nil
+		for _, name := range strings.Split(rowsFlag, ",") {
+			r, ok := rowByName(name)
+			if !ok {
+				return fmt.Errorf("unknown row %q", name)
+			}
+			selected = append(selected, r)
+		}
+	}
+	client := newClient(env.caPEM, conc, h2)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "row\tbare req/s\tgh req/s\tbare p50\tgh p50\tbare p99\tgh p99\tbare cpu/req\tgh cpu/req\tratio_rps\tratio_p99\terrors\t")
+	var first string
+	for _, r := range selected {
+		inst, err := startGatehouse(ctx, gh, env, r)
+		if err != nil {
+			return fmt.Errorf("row %s: %w", r.name, err)
+		}
+		bt := target{url: "https://127.0.0.1:" + env.barePort + "/", host: "app.localhost", pid: barePID}
+		gt := target{url: "https://127.0.0.1:" + inst.port + r.path, host: "app.localhost", headers: inst.headers, pid: inst.pid}
+		// Warm both (connections, caches), then alternate.
+		drive(ctx, client, bt, conc, 500*time.Millisecond)
+		drive(ctx, client, gt, conc, 500*time.Millisecond)
+		var b, g result
+		for i := 0; i < rounds; i++ {
+			b = merge(b, drive(ctx, client, bt, conc, round))
+			g = merge(g, drive(ctx, client, gt, conc, round))
+		}
+		inst.stop()
+		rr := g.rps() / b.rps()
+		rp := float64(g.pct(0.99)) / float64(b.pct(0.99))
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%v\t%v\t%v\t%v\t%v\t%v\t%.3f\t%.3f\t%d/%d\t\n", r.name,
+			b.rps(), g.rps(), rnd(b.pct(.5)), rnd(g.pct(.5)), rnd(b.pct(.99)), rnd(g.pct(.99)),
+			rnd(b.cpuPerReq()), rnd(g.cpuPerReq()), rr, rp, b.errors, g.errors)
+		tw.Flush()
+		if g.requests == 0 {
+			return fmt.Errorf("row %s: gatehouse answered no request with 200 (%d errors): see %s", r.name, g.errors, inst.logPath)
+		}
+		if first == "" {
+			first = fmt.Sprintf("ratio_rps=%.3f ratio_p99=%.3f", rr, rp)
+		}
+	}
+	tw.Flush()
+	fmt.Println(first)
+	return nil
+}
+
+func rnd(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
+
+func merge(a, b result) result {
+	a.requests += b.requests
+	a.errors += b.errors
+	a.elapsed += b.elapsed
+	a.cpu += b.cpu
+	a.lat = append(a.lat, b.lat...)
+	sortDurations(a.lat)
+	return a
+}
+
+// startBare runs the bare reverse proxy as its own process, so its CPU time
+// is measured the same way as Gatehouse's.
+func startBare(ctx context.Context, env *env) (func(), int, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, 0, err
+	}
+	cmd := exec.CommandContext(ctx, self, "bare-proxy", "127.0.0.1:"+env.barePort, env.upstream, env.certFile, env.keyFile)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, 0, err
+	}
+	if err := waitTCP(ctx, "127.0.0.1:"+env.barePort); err != nil {
+		_ = cmd.Process.Kill()
+		return nil, 0, err
+	}
+	return func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }, cmd.Process.Pid, nil
+}
+
+// bareProxy is the baseline: httputil.ReverseProxy with a transport that
+// keeps enough idle connections (Go's default of 2 per host costs a third
+// of the throughput), a buffer pool, and the same TLS certificate.
+func bareProxy(args []string) {
+	if len(args) != 4 {
+		fmt.Fprintln(os.Stderr, "usage: bench bare-proxy LISTEN UPSTREAM CERT KEY")
+		os.Exit(2)
+	}
+	u, err := url.Parse(args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(u); pr.SetXForwarded() },
+		Transport:  &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute},
+		BufferPool: newBufferPool(),
+		ErrorLog:   nil,
+	}
+	srv := &http.Server{Addr: args[0], Handler: rp, ReadHeaderTimeout: 10 * time.Second}
+	if err := srv.ListenAndServeTLS(args[2], args[3]); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func waitTCP(ctx context.Context, addr string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s did not start listening within 60s", addr)
+}
+
+// upstreamHandler is the app behind both proxies: a small HTML-sized body.
+func upstreamHandler() http.Handler {
+	body := []byte(strings.Repeat("gatehouse benchmark body ", 40)) // 1000 bytes
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = w.Write(body)
+	})
+}
