@@ -77,7 +77,12 @@ func TestValidateTable(t *testing.T) {
 		{"mfa duplicate amr", func(c *Config) { c.MFA.AMRAny = []string{"otp", "otp"} }, "mfa.amr_any[1]", "listed twice"},
 		{"mfa empty amr value", func(c *Config) { c.MFA.AMRAny = []string{""} }, "mfa.amr_any[0]", "not a single value"},
 		{"mfa nothing counts", func(c *Config) { c.MFA.AMRAny = nil; route(c).MFA = "required" }, "routes[0].mfa", "nothing counts as MFA"},
-		{"mfa acr only ok", func(c *Config) { c.MFA.AMRAny = nil; c.MFA.ACRAny = []string{"gold"}; c.MFA.StepUpACR = "gold"; route(c).MFA = "required" }, "", ""},
+		{"mfa acr only ok", func(c *Config) {
+			c.MFA.AMRAny = nil
+			c.MFA.ACRAny = []string{"gold"}
+			c.MFA.StepUpACR = "gold"
+			route(c).MFA = "required"
+		}, "", ""},
 		{"mfa step_up without acr", func(c *Config) { c.MFA.StepUpACR = "gold" }, "mfa.step_up_acr", "acr_any is empty"},
 		{"session cookie", func(c *Config) { c.Session.Cookie = "a;b" }, "session.cookie", "not a valid cookie name"},
 		{"session secret files", func(c *Config) { c.Session.SecretFiles = nil }, "session.secret_files", "required"},
@@ -167,7 +172,9 @@ func TestValidateTable(t *testing.T) {
 		{"timeouts", func(c *Config) { c.Timeouts.UpstreamHeader = 0 }, "timeouts.upstream_response_header", "greater than zero"},
 		{"no routes", func(c *Config) { c.Routes = nil }, "routes", "at least one route"},
 		{"route name empty", func(c *Config) { route(c).Name = "" }, "routes[0].name", "required"},
-		{"route name dup", func(c *Config) { addRoute(c, Route{Name: "chat", Host: "x.example.com", Upstream: "http://x", MFA: "optional"}) }, "routes[1].name", "already names routes[0]"},
+		{"route name dup", func(c *Config) {
+			addRoute(c, Route{Name: "chat", Host: "x.example.com", Upstream: "http://x", MFA: "optional"})
+		}, "routes[1].name", "already names routes[0]"},
 		{"route host empty", func(c *Config) { route(c).Host = "" }, "routes[0].host", "required"},
 		{"route host upper", func(c *Config) { route(c).Host = "Chat.example.com" }, "routes[0].host", "must be lowercase"},
 		{"route host port", func(c *Config) { route(c).Host = "chat.example.com:443" }, "routes[0].host", "must not contain a port"},
