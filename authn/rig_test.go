@@ -32,9 +32,9 @@ const (
 )
 
 var testRoutes = map[string]Route{
-	chatHost:  {Name: "chat", Host: chatHost},
-	filesHost: {Name: "files", Host: filesHost},
-	adminHost: {Name: "admin", Host: adminHost, MFARequired: true},
+	chatHost:      {Name: "chat", Host: chatHost},
+	filesHost:     {Name: "files", Host: filesHost},
+	adminHost:     {Name: "admin", Host: adminHost, MFARequired: true},
 	"public.test": {Name: "public", Host: "public.test", Public: true},
 }
 
