@@ -275,6 +275,10 @@ func readSecretFile(path string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
+	// A FIFO or device (/dev/stdin) could block or never end.
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return "", fmt.Errorf("not a regular file")
+	}
 	b, err := io.ReadAll(io.LimitReader(f, 64<<10+1))
 	if err != nil {
 		return "", err

@@ -183,6 +183,14 @@ anomaly:
 	}
 }
 
+func TestSecretFileMustBeRegular(t *testing.T) {
+	body := minimal + "admin_token_file: " + os.DevNull + "\n"
+	_, err := Load(writeConfig(t, body, nil))
+	if err == nil || !strings.Contains(err.Error(), "admin_token_file: \""+os.DevNull+"\": not a regular file") {
+		t.Errorf("got %v", err)
+	}
+}
+
 func TestLine(t *testing.T) {
 	c := mustLoad(t, writeConfig(t, minimal+"policy:\n  timeout: 20ms\n", nil))
 	for field, want := range map[string]int{

@@ -113,7 +113,10 @@ func (c *Config) validateListeners(v *errorList, login bool) {
 		seen[l.addr] = l.field
 	}
 	for i, p := range c.TrustedProxies {
-		if _, err := netip.ParsePrefix(p); err == nil {
+		if pfx, err := netip.ParsePrefix(p); err == nil {
+			if pfx.Masked() != pfx {
+				v.add(idx("trusted_proxies", i), "%q has host bits set (did you mean %s?)", p, pfx.Masked())
+			}
 			continue
 		}
 		if _, err := netip.ParseAddr(p); err == nil {

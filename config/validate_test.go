@@ -44,6 +44,7 @@ func TestValidateTable(t *testing.T) {
 		{"admin public with token", func(c *Config) { c.AdminListen = ":9090"; c.AdminToken = "t" }, "", ""},
 		{"trusted proxy CIDR ok", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "::1", "fd00::/8"} }, "", ""},
 		{"trusted proxy bad", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "ten"} }, "trusted_proxies[1]", "not an IP address or CIDR"},
+		{"trusted proxy host bits", func(c *Config) { c.TrustedProxies = []string{"10.1.2.3/8"} }, "trusted_proxies[0]", "did you mean 10.0.0.0/8"},
 		{"external_url http", func(c *Config) { c.ExternalURL = "http://gate.example.com" }, "external_url", "https://"},
 		{"external_url relative", func(c *Config) { c.ExternalURL = "/gate" }, "external_url", "https://"},
 		{"external_url required", func(c *Config) { c.ExternalURL = "" }, "external_url", "required"},
