@@ -58,14 +58,27 @@ func openLocalCA(dir string, now func() time.Time) (*localCA, error) {
 		if !errors.Is(err, fs.ErrExist) {
 			return ca, err
 		}
-		// Another process made it meanwhile: load theirs.
-		time.Sleep(100 * time.Millisecond)
+		// Another process is making it: wait for its certificate.
+		waitForFile(certPath)
 	case certErr != nil && !errors.Is(certErr, fs.ErrNotExist):
 		return nil, fmt.Errorf("local CA %s: %w", certPath, certErr)
 	case keyErr != nil && !errors.Is(keyErr, fs.ErrNotExist):
 		return nil, fmt.Errorf("local CA key %s: %w", keyPath, keyErr)
+	case certErr != nil:
+		// The key is there and the certificate not (yet): another process
+		// may be between writing the two.
+		waitForFile(certPath)
 	}
 	return loadLocalCA(certPath, keyPath, now())
+}
+
+// waitForFile gives a concurrent first start up to 2s to finish writing.
+func waitForFile(path string) {
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+	}
 }
 
 // loadLocalCA reads and checks an existing CA.

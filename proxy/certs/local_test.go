@@ -273,3 +273,29 @@ func TestSetHosts(t *testing.T) {
 		t.Fatalf("localhost dropped by SetHosts: %v", err)
 	}
 }
+
+func TestLocalCAConcurrentFirstStart(t *testing.T) {
+	dir := t.TempDir()
+	const n = 4
+	cas := make([]*localCA, n)
+	errs := make([]error, n)
+	done := make(chan int)
+	for i := range n {
+		go func() { cas[i], errs[i] = openLocalCA(dir, time.Now); done <- i }()
+	}
+	for range n {
+		<-done
+	}
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("start %d: %v", i, errs[i])
+		}
+		if !cas[i].cert.Equal(cas[0].cert) {
+			t.Fatalf("start %d made a different CA than start 0", i)
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		t.Errorf("local dir holds %d entries, want ca.pem and ca.key only", len(entries))
+	}
+}
