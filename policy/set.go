@@ -2,15 +2,14 @@ package policy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
@@ -83,6 +82,8 @@ func compileSnapshot(ctx context.Context, dir string, snap *snapshot, opts Compi
 		rego.StrictBuiltinErrors(true),
 		rego.Capabilities(Capabilities()),
 		rego.Store(newStore(res.Documents)),
+		// Keep results as OPA values: no conversion to Go maps per request.
+		rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t.Value, nil }),
 	}
 	found := false
 	names := make([]string, 0, len(all))
@@ -170,13 +171,23 @@ func (s *Set) Explain(ctx context.Context, doc map[string]any, w io.Writer) (Dec
 	return d, derr
 }
 
+// noMetrics: per-eval metrics are not collected (they cost allocations).
+var noMetrics = metrics.NoOp()
+
 func (s *Set) decide(ctx context.Context, input ast.Value, mfa, routeMFA bool, extra ...rego.EvalOption) (Decision, error) {
 	start := time.Now()
-	tctx, cancel := context.WithTimeout(ctx, s.timeout)
-	opts := append(extra, rego.EvalParsedInput(input))
-	rs, err := s.pq.Eval(tctx, opts...)
-	timedOut := errors.Is(tctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
-	cancel()
+	// A timer cancels the evaluation: cheaper than a context with deadline,
+	// which makes OPA start a goroutine per evaluation.
+	cancel := topdown.NewCancel()
+	timer := time.AfterFunc(s.timeout, cancel.Cancel)
+	opts := append(extra, rego.EvalParsedInput(input), rego.EvalMetrics(noMetrics), rego.EvalExternalCancel(cancel))
+	var rs rego.ResultSet
+	var err error
+	if ctx.Err() == nil {
+		rs, err = s.pq.Eval(ctx, opts...)
+	}
+	stopped := timer.Stop()
+	timedOut := !stopped && ctx.Err() == nil
 	var d Decision
 	if err != nil || timedOut || ctx.Err() != nil { // nobody waits for a late verdict
 		d, err = evalFailure(ctx, err, timedOut, s.timeout)
@@ -202,33 +213,39 @@ func evalFailure(ctx context.Context, err error, timedOut bool, timeout time.Dur
 	return failed(ReasonEvalError), fmt.Errorf("%w: %w", ErrEval, err)
 }
 
-// interpret turns the query's bindings into a decision, failing closed on
-// every shape it does not expect.
+// interpret turns the query's bindings (OPA values, see GenerateJSON in
+// compileSnapshot) into a decision, failing closed on every shape it does
+// not expect.
 func interpret(rs rego.ResultSet, mfa, routeMFA bool) (Decision, error) {
 	if len(rs) != 1 {
 		return failed(ReasonUndefined), fmt.Errorf("%w: %d results", ErrUndefined, len(rs))
 	}
 	b := rs[0].Bindings
-	allowVals, _ := b["allow"].([]any)
-	denyVals, _ := b["deny"].([]any)
-	mfaVals, _ := b["require_mfa"].([]any)
+	allowVals, ok1 := b["allow"].(*ast.Array)
+	denyVals, ok2 := b["deny"].(*ast.Array)
+	mfaVals, ok3 := b["require_mfa"].(*ast.Array)
+	if !ok1 || !ok2 || !ok3 {
+		return failed(ReasonUndefined), fmt.Errorf("%w: unexpected result shape", ErrUndefined)
+	}
 
 	// deny first: a deny reason is worth recording even when allow is broken.
 	var deny []string
-	if len(denyVals) == 1 {
-		members, ok := denyVals[0].([]any) // sets arrive as arrays
-		if !ok {
-			return failed(ReasonDenyNotSet), fmt.Errorf("%w: deny is %T", ErrNotBoolean, denyVals[0])
-		}
-		deny = make([]string, 0, len(members))
-		for _, m := range members {
-			deny = append(deny, reasonString(m))
+	if denyVals.Len() == 1 {
+		switch members := denyVals.Elem(0).Value.(type) {
+		case ast.Set:
+			deny = make([]string, 0, members.Len())
+			members.Foreach(func(t *ast.Term) { deny = append(deny, reasonString(t.Value)) })
+		case *ast.Array:
+			deny = make([]string, 0, members.Len())
+			members.Foreach(func(t *ast.Term) { deny = append(deny, reasonString(t.Value)) })
+		default:
+			return failed(ReasonDenyNotSet), fmt.Errorf("%w: deny is %s", ErrNotBoolean, ast.ValueName(members))
 		}
 		deny = sortedCopy(deny)
 	}
 
 	switch {
-	case len(allowVals) == 0:
+	case allowVals.Len() == 0:
 		d := failed(ReasonUndefined)
 		if len(deny) > 0 {
 			d.Reasons = append(append([]string(nil), deny...), ReasonUndefined)
@@ -236,31 +253,29 @@ func interpret(rs rego.ResultSet, mfa, routeMFA bool) (Decision, error) {
 		}
 		d.Deny = deny
 		return d, ErrUndefined
-	case len(allowVals) > 1 || len(denyVals) > 1 || len(mfaVals) > 1:
+	case allowVals.Len() > 1 || denyVals.Len() > 1 || mfaVals.Len() > 1:
 		return failed(ReasonConflict), ErrConflict
 	}
-	allow, ok := allowVals[0].(bool)
+	allow, ok := allowVals.Elem(0).Value.(ast.Boolean)
 	if !ok {
-		return failed(ReasonNotBoolean), fmt.Errorf("%w: allow is %T", ErrNotBoolean, allowVals[0])
+		return failed(ReasonNotBoolean), fmt.Errorf("%w: allow is %s", ErrNotBoolean, ast.ValueName(allowVals.Elem(0).Value))
 	}
 	requireMFA := false
-	if len(mfaVals) == 1 {
-		if requireMFA, ok = mfaVals[0].(bool); !ok {
-			return failed(ReasonMFANotBoolean), fmt.Errorf("%w: require_mfa is %T", ErrNotBoolean, mfaVals[0])
+	if mfaVals.Len() == 1 {
+		b, ok := mfaVals.Elem(0).Value.(ast.Boolean)
+		if !ok {
+			return failed(ReasonMFANotBoolean), fmt.Errorf("%w: require_mfa is %s", ErrNotBoolean, ast.ValueName(mfaVals.Elem(0).Value))
 		}
+		requireMFA = bool(b)
 	}
-	return Combine(allow, deny, requireMFA || routeMFA, mfa), nil
+	return Combine(bool(allow), deny, requireMFA || routeMFA, mfa), nil
 }
 
 // reasonString renders one deny member: strings as written, anything else
 // (an object with a message, a number) as compact JSON.
-func reasonString(v any) string {
-	if s, ok := v.(string); ok {
-		return s
+func reasonString(v ast.Value) string {
+	if s, ok := v.(ast.String); ok {
+		return string(s)
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Sprintf("%v", v)
-	}
-	return strings.TrimSpace(string(b))
+	return v.String() // Rego/JSON text of objects, numbers, arrays
 }
