@@ -186,7 +186,7 @@ func baseConfig(upstream string) *config.Config {
 			{Name: "public", Host: "public.example.com", Upstream: upstream, Public: true},
 			{Name: "secure", Host: "secure.example.com", Upstream: upstream, MFA: "required"},
 			{Name: "ws", Host: "ws.example.com", Upstream: upstream, WebSockets: true},
-			{Name: "files", Host: "files.example.com", Upstream: upstream, Downloads: config.Downloads{Paths: []string{"*.pdf"}}},
+			{Name: "files", Host: "files.example.com", Upstream: upstream, Downloads: config.Downloads{Paths: []string{"*.pdf"}, ContentTypes: []string{"application/octet-stream"}}},
 		},
 	}
 }
@@ -281,3 +281,16 @@ func observedLogger() (*zap.Logger, *observer.ObservedLogs) {
 var errFake = errors.New("fake failure")
 
 func hostOnly(u string) string { return strings.TrimPrefix(u, "http://") }
+
+// eventually waits for cond: completion records and observers run after the
+// response has reached the client.
+func eventually(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

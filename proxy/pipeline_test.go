@@ -42,6 +42,7 @@ func TestPipelineAllowRecordsBeforeUpstream(t *testing.T) {
 	if decisionsAtUpstream.Load() != 1 {
 		t.Errorf("decision records when the upstream was called = %d, want 1", decisionsAtUpstream.Load())
 	}
+	eventually(t, func() bool { return len(rec.Events()) == 2 && len(obs.all()) == 1 && logs.FilterMessage("request").Len() == 1 })
 	evs := rec.Events()
 	if len(evs) != 2 || evs[0].Type != EventDecision || evs[0].Outcome != OutcomeAllow || evs[0].Revision != "rev1" ||
 		evs[1].Type != EventCompletion || evs[1].Status != 200 || evs[1].Bytes != int64(len(body)) ||
@@ -342,9 +343,16 @@ func TestDownloadObserved(t *testing.T) {
 	_, front := newTestServer(t, baseConfig(up.URL), stages{auth: &fakeAuth{id: alice}, authz: allowAll(), rec: &fakeRecorder{}, obs: []Observer{obs}})
 	get(t, front, "files.example.com", "/docs/a.pdf", nil)
 	get(t, front, "files.example.com", "/docs/a.html", nil)
-	cs := obs.all()
-	if len(cs) != 2 || !cs[0].Download || cs[1].Download || cs[0].Bytes == 0 {
-		t.Fatalf("completions = %+v", cs)
+	eventually(t, func() bool { return len(obs.all()) == 2 })
+	dl := map[string]bool{}
+	for _, c := range obs.all() {
+		if c.Bytes == 0 {
+			t.Errorf("%s: no bytes counted", c.Request.Path)
+		}
+		dl[c.Request.Path] = c.Download
+	}
+	if len(dl) != 2 || !dl["/docs/a.pdf"] || dl["/docs/a.html"] {
+		t.Fatalf("downloads = %v", dl)
 	}
 }
 
@@ -372,6 +380,7 @@ func TestGuardCutsRequest(t *testing.T) {
 	if resp.StatusCode != 403 || time.Since(start) > 3*time.Second {
 		t.Fatalf("status %d after %v, want a 403 soon", resp.StatusCode, time.Since(start))
 	}
+	eventually(t, func() bool { return len(rec.Events()) == 2 })
 	evs := rec.Events()
 	if len(evs) != 2 || evs[1].Type != EventCompletion || evs[1].Fields["reason"] != ReasonGuardCut {
 		t.Errorf("events = %+v", evs)

@@ -58,7 +58,6 @@ func (s *Server) Reload(ctx context.Context) (int64, error) {
 		s.log.Warn("config change needs a restart to take effect", zap.String("key", k))
 	}
 	s.state.Store(st)
-	s.wiring.Config = cfg
 	s.metrics.reloads.WithLabelValues("success").Inc()
 	s.metrics.lastReload.SetToCurrentTime()
 	s.metrics.generation.Set(float64(st.generation))
