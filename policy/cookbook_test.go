@@ -136,7 +136,10 @@ func TestCookbookServes(t *testing.T) {
 		{"blocked", func(in *Input) { in.Risk.Blocked = true }, OutcomeDeny, "risk.blocked"},
 		{"pdf without mfa steps up", func(in *Input) { in.Request.Path = "/s/Report.PDF"; in.Session.MFA = false }, OutcomeStepUp, ReasonMFARequired},
 		{"pdf at night", func(in *Input) { in.Request.Path = "/s/report.pdf"; in.Time.Night = true }, OutcomeDeny, "downloads.night"},
-		{"bulk download flag", func(in *Input) { in.Request.Query = map[string][]string{"download": {"1"}}; in.Risk.Flags = []string{"bulk_download"} }, OutcomeDeny, "downloads.bulk"},
+		{"bulk download flag", func(in *Input) {
+			in.Request.Query = map[string][]string{"download": {"1"}}
+			in.Risk.Flags = []string{"bulk_download"}
+		}, OutcomeDeny, "downloads.bulk"},
 		{"admin path", func(in *Input) { in.Request.Path = "/ADMIN" }, OutcomeDeny, "paths.admin_only"},
 		{"unknown route", func(in *Input) { in.Route.Name = "nope" }, OutcomeDeny, ReasonNotAllowed},
 	}
