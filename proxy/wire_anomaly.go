@@ -1,0 +1,477 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/gatehouse-dev/gatehouse/anomaly"
+	"github.com/gatehouse-dev/gatehouse/config"
+)
+
+// wire_anomaly.go plugs the anomaly detector into the pipeline: it is the
+// RiskAssessor, an Observer of every completion, and a RequestGuard that
+// cuts live requests of blocked users and sessions. Its firings are audit
+// events ("anomaly", and "alert" per delivery) and metrics; operators list
+// and lift blocks through the admin API.
+
+func init() { RegisterBuilder("anomaly", OrderAnomaly, buildAnomaly) }
+
+// EventAnomaly and EventAlert are the audit event types the anomaly stage
+// records.
+const (
+	EventAnomaly = "anomaly"
+	EventAlert   = "alert"
+)
+
+// anomalyStoreTimeout bounds each Redis operation on the request path.
+const anomalyStoreTimeout = 250 * time.Millisecond
+
+// sessionRevoker is what the revoke action needs from the authenticator
+// (authn.Authn has exactly these).
+type sessionRevoker interface {
+	RevokeUser(ctx context.Context, subject, reason string) error
+	RevokeSession(ctx context.Context, id, reason string) error
+}
+
+// anomalyStage adapts *anomaly.Detector to the proxy's stage interfaces.
+type anomalyStage struct {
+	d       *anomaly.Detector
+	w       *Wiring
+	log     *zap.Logger
+	m       *anomalyMetrics
+	redis   redis.UniversalClient // nil with the memory store
+	cfg     config.Anomaly
+	redisCf config.Redis
+}
+
+type anomalyMetrics struct {
+	flags       *prometheus.CounterVec
+	actions     *prometheus.CounterVec
+	alerts      *prometheus.CounterVec
+	storeErrors *prometheus.CounterVec
+	refused     *prometheus.CounterVec
+}
+
+func newAnomalyMetrics(reg prometheus.Registerer, st *anomalyStage) (*anomalyMetrics, error) {
+	m := &anomalyMetrics{
+		flags: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_anomaly_flags_total",
+			Help: "Rule firings by rule and flag (the rule's name, its kind such as bulk_download, night).",
+		}, []string{"rule", "flag"}),
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_anomaly_actions_total",
+			Help: "Actions taken by rule, action and result (ok, error).",
+		}, []string{"rule", "action", "result"}),
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_anomaly_alerts_total",
+			Help: "Alert deliveries by sink and result (delivered, failed).",
+		}, []string{"sink", "result"}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_anomaly_store_errors_total",
+			Help: "Failures to use the anomaly state store, by operation (assess, observe, block, ...).",
+		}, []string{"op"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_anomaly_refused_total",
+			Help: "Requests refused by the anomaly stage, by reason (blocked, store_unavailable).",
+		}, []string{"reason"}),
+	}
+	mode := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "gatehouse_anomaly_store_info",
+		Help: "The anomaly store in use and what happens when it fails; always 1.",
+	}, []string{"store", "on_store_error"})
+	mode.WithLabelValues(st.cfg.Store, st.cfg.OnStoreError).Set(1)
+	up := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gatehouse_anomaly_store_up",
+		Help: "1 when the anomaly state store answers a ping, else 0.",
+	}, func() float64 {
+		if st.d.Ready(context.Background()) != nil {
+			return 0
+		}
+		return 1
+	})
+	live := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gatehouse_anomaly_live_requests",
+		Help: "Requests being served under the anomaly guard (cut when a block covers them).",
+	}, func() float64 { return float64(st.d.Live()) })
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.flags, m.actions, m.alerts, m.storeErrors, m.refused, mode, up, live} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register anomaly metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+func buildAnomaly(ctx context.Context, w *Wiring) error {
+	st := &anomalyStage{w: w, log: w.Logger, cfg: w.Config.Anomaly, redisCf: w.Config.Redis}
+	if st.log == nil {
+		st.log = zap.NewNop()
+	}
+	st.log = st.log.Named("anomaly")
+	opts, err := anomalyOptions(w.Config)
+	if err != nil {
+		return err
+	}
+	opts.Clock = w.Clock
+	if rv, ok := w.Auth.(sessionRevoker); ok {
+		opts.Revoker = rv
+	}
+	if opts.Store == nil && st.cfg.Store == "redis" {
+		st.redis = newAnomalyRedis(w.Config.Redis)
+		opts.Store = anomaly.NewRedisStore(st.redis, "")
+	}
+	opts.Hooks = anomaly.Hooks{OnAnomaly: st.onAnomaly, OnAlert: st.onAlert, OnStoreError: st.onStoreError}
+	d, err := anomaly.New(opts)
+	if err != nil {
+		st.closeRedis()
+		return fmt.Errorf("anomaly: %w", err)
+	}
+	st.d = d
+	if st.m, err = newAnomalyMetrics(w.Metrics, st); err != nil {
+		_ = d.Close(ctx)
+		st.closeRedis()
+		return err
+	}
+	if st.redis != nil {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := d.Ready(pctx); err != nil {
+			// Not fatal: readiness and on_store_error say what happens.
+			st.log.Warn("anomaly store unreachable at start", zap.Error(err), zap.String("on_store_error", st.cfg.OnStoreError))
+		}
+		cancel()
+	}
+
+	w.Risk = st
+	w.Observers = append(w.Observers, st)
+	w.AddGuard(st)
+	w.HandleAdmin("GET /api/v1/anomaly/blocks", http.HandlerFunc(st.handleBlocks))
+	w.HandleAdmin("POST /api/v1/anomaly/unblock", http.HandlerFunc(st.handleUnblock))
+	w.HandleAdmin("POST /api/v1/anomaly/block", http.HandlerFunc(st.handleBlock))
+	w.AddReadiness("anomaly-store", st.ready)
+	w.OnReload(func(_ context.Context, cfg *config.Config) error {
+		if !reflect.DeepEqual(cfg.Anomaly, st.cfg) || (st.redis != nil && !reflect.DeepEqual(cfg.Redis, st.redisCf)) {
+			return errors.New("anomaly: changed anomaly (or redis) settings take effect on restart")
+		}
+		return nil
+	})
+	w.OnClose(func(ctx context.Context) error {
+		err := d.Close(ctx)
+		st.closeRedis()
+		return err
+	})
+	return nil
+}
+
+func (st *anomalyStage) closeRedis() {
+	if st.redis != nil {
+		_ = st.redis.Close()
+	}
+}
+
+// anomalyOptions translates the config into detector options (store and
+// hooks are filled by the builder).
+func anomalyOptions(cfg *config.Config) (anomaly.Options, error) {
+	a := cfg.Anomaly
+	zone := time.UTC
+	if a.Timezone != "" {
+		z, err := time.LoadLocation(a.Timezone)
+		if err != nil {
+			return anomaly.Options{}, fmt.Errorf("anomaly.timezone %q: %w", a.Timezone, err)
+		}
+		zone = z
+	}
+	opts := anomaly.Options{
+		Zone: zone, Night: a.Night, FailOpen: a.OnStoreError == "fail_open",
+		StoreTimeout: anomalyStoreTimeout, BlockFor: a.BlockFor.D(), StepUpFor: cfg.Session.Lifetime.D(),
+	}
+	switch a.OnStoreError {
+	case "", "fail_closed", "fail_open":
+	default:
+		return opts, fmt.Errorf("anomaly.on_store_error %q: must be fail_closed or fail_open", a.OnStoreError)
+	}
+	for i, r := range a.Rules {
+		rule := anomaly.Rule{
+			Name: r.Name, Night: r.When == "night", Window: r.Window.D(), Per: anomaly.Scope(r.Per),
+			DownloadsOver: r.DownloadsOver, BytesOver: int64(r.BytesOver), RequestsOver: r.RequestsOver,
+			DistinctPathsOver: r.DistinctPathsOver, AboveBaseline: r.AboveBaseline, MinHistory: r.MinHistory.D(),
+			BlockFor: r.BlockFor.D(),
+		}
+		if r.When != "" && r.When != "night" {
+			return opts, fmt.Errorf("anomaly.rules[%d].when %q: must be empty or night", i, r.When)
+		}
+		for _, act := range r.Action {
+			rule.Actions = append(rule.Actions, anomaly.Action(act))
+		}
+		opts.Rules = append(opts.Rules, rule)
+	}
+	for i, s := range a.Alerts {
+		if s.Webhook == nil {
+			continue
+		}
+		secret := s.Webhook.Secret.Reveal()
+		if secret == "" {
+			return opts, fmt.Errorf("anomaly.alerts[%d].webhook: no secret (the body must be signed)", i)
+		}
+		opts.Sinks = append(opts.Sinks, &anomaly.Webhook{URL: s.Webhook.URL, Secret: []byte(secret)})
+	}
+	return opts, nil
+}
+
+// newAnomalyRedis builds the client from the redis settings: one address,
+// a sentinel group or a cluster. Every call is also bounded by the
+// detector's context deadline.
+func newAnomalyRedis(r config.Redis) redis.UniversalClient {
+	timeout := r.Timeout.D()
+	if timeout <= 0 {
+		timeout = 3 * time.Second
+	}
+	o := &redis.UniversalOptions{
+		Addrs: []string{r.Addr}, Password: r.Password.Reveal(), DB: r.DB,
+		DialTimeout: min(timeout, time.Second), ReadTimeout: timeout, WriteTimeout: timeout,
+		ContextTimeoutEnabled: true, MaxRetries: 1, DialerRetries: 1,
+	}
+	switch {
+	case len(r.SentinelAddrs) > 0:
+		o.Addrs, o.MasterName = r.SentinelAddrs, r.MasterName
+	case len(r.ClusterAddrs) > 0:
+		o.Addrs, o.IsClusterMode = r.ClusterAddrs, true
+	}
+	if r.TLS {
+		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return redis.NewUniversalClient(o)
+}
+
+func anomalySubject(req *Request, id Identity) anomaly.Subject {
+	s := anomaly.Subject{User: id.Subject, Session: id.SessionID, AuthTime: id.AuthTime}
+	if req != nil && req.ClientIP.IsValid() {
+		s.IP = req.ClientIP.String()
+	}
+	return s
+}
+
+// Assess implements RiskAssessor.
+func (st *anomalyStage) Assess(ctx context.Context, req *Request, id Identity) (Risk, error) {
+	r, err := st.d.Assess(ctx, anomalySubject(req, id))
+	out := Risk{Flags: r.Flags, Requests: r.Counts.Requests, Downloads: r.Counts.Downloads, Bytes: r.Counts.Bytes,
+		Blocked: r.Blocked, StepUp: r.StepUp, Reason: r.Reason, Night: r.Night}
+	if r.Blocked {
+		reason := "blocked"
+		if r.Reason == anomaly.ReasonStoreUnavail {
+			reason = anomaly.ReasonStoreUnavail
+		}
+		st.m.refused.WithLabelValues(reason).Inc()
+	}
+	return out, err
+}
+
+// Observe implements Observer: counting on completion, bytes actually sent.
+func (st *anomalyStage) Observe(ctx context.Context, c Completion) {
+	if c.Request == nil {
+		return
+	}
+	o := anomaly.Observation{Path: c.Request.Path, Status: c.Status, Bytes: c.Bytes, Download: c.Download}
+	if err := st.d.Observe(ctx, anomalySubject(c.Request, c.Identity), o); err != nil {
+		st.log.Debug("anomaly observation incomplete", zap.String("request_id", c.Request.ID), zap.Error(err))
+	}
+}
+
+// Watch implements RequestGuard: a block cuts the request.
+func (st *anomalyStage) Watch(ctx context.Context, req *Request, id Identity) (context.Context, func()) {
+	return st.d.Watch(ctx, anomalySubject(req, id))
+}
+
+// ready is the "anomaly-store" readiness check: failing closed, an
+// unreachable store refuses every request, so the instance is not ready;
+// failing open it still serves (the outage shows in the metrics and logs).
+func (st *anomalyStage) ready(ctx context.Context) error {
+	err := st.d.Ready(ctx)
+	if err == nil {
+		return nil
+	}
+	if st.d.FailOpen() {
+		st.log.Warn("anomaly store unreachable; failing open", zap.Error(err))
+		return nil
+	}
+	return fmt.Errorf("%w (on_store_error: fail_closed, requests are refused)", err)
+}
+
+func (st *anomalyStage) onStoreError(op string, err error) {
+	st.m.storeErrors.WithLabelValues(op).Inc()
+	st.log.Warn("anomaly store error", zap.String("op", op), zap.Error(err))
+}
+
+func (st *anomalyStage) record(ctx context.Context, ev Event) {
+	if st.w.Recorder == nil {
+		st.log.Error("anomaly event not recorded: no audit recorder", zap.String("type", ev.Type))
+		return
+	}
+	if err := st.w.Recorder.Record(ctx, ev); err != nil {
+		st.log.Error("anomaly event not recorded", zap.String("type", ev.Type), zap.Error(err))
+	}
+}
+
+// onAnomaly writes one audit record per firing, with the counters that
+// triggered it and every action's outcome, and counts flags and actions.
+func (st *anomalyStage) onAnomaly(ctx context.Context, r anomaly.Record) {
+	actions := make([]map[string]any, 0, len(r.Actions))
+	names := make([]string, 0, len(r.Actions))
+	for _, a := range r.Actions {
+		res := "ok"
+		if !a.OK {
+			res = "error"
+		}
+		st.m.actions.WithLabelValues(r.Rule, string(a.Action), res).Inc()
+		m := map[string]any{"action": string(a.Action), "ok": a.OK}
+		if a.Error != "" {
+			m["error"] = a.Error
+		}
+		if !a.Until.IsZero() {
+			m["until"] = a.Until.UTC().Format(time.RFC3339)
+		}
+		actions = append(actions, m)
+		names = append(names, string(a.Action))
+	}
+	for _, f := range r.Flags {
+		st.m.flags.WithLabelValues(r.Rule, f).Inc()
+	}
+	st.log.Warn("anomaly", zap.String("id", r.ID), zap.String("rule", r.Rule), zap.String("user", r.User),
+		zap.String("session", r.Session), zap.Strings("flags", r.Flags), zap.Strings("actions", names),
+		zap.Int64("requests", r.Counts.Requests), zap.Int64("downloads", r.Counts.Downloads), zap.Int64("bytes", r.Counts.Bytes))
+	fields := map[string]any{
+		"anomaly_id": r.ID, "rule": r.Rule, "flags": r.Flags, "per": string(r.Scope), "night": r.Night,
+		"window": r.Window.String(), "actions": actions,
+		"counters": map[string]any{"requests": r.Counts.Requests, "bytes": r.Counts.Bytes, "downloads": r.Counts.Downloads, "distinct_paths": r.Counts.Paths},
+	}
+	if r.Threshold > 0 {
+		fields["baseline_threshold"] = r.Threshold
+	}
+	st.record(ctx, Event{Type: EventAnomaly, Time: r.Time, Subject: r.User, SessionID: r.Session, ClientIP: r.IP,
+		Outcome: strings.Join(names, ","), Reasons: []string{"anomaly:" + r.Rule}, Fields: fields})
+}
+
+// onAlert records each delivery (or failure to deliver) of an alert.
+func (st *anomalyStage) onAlert(ctx context.Context, a anomaly.AlertResult) {
+	res := "delivered"
+	fields := map[string]any{"anomaly_id": a.Record.ID, "rule": a.Record.Rule, "sink": a.Sink, "attempts": a.Attempts, "delivered": a.Err == nil}
+	if a.Err != nil {
+		res = "failed"
+		fields["error"] = a.Err.Error()
+		st.log.Error("anomaly alert not delivered", zap.String("rule", a.Record.Rule), zap.String("sink", a.Sink), zap.Int("attempts", a.Attempts), zap.Error(a.Err))
+	}
+	st.m.alerts.WithLabelValues(a.Sink, res).Inc()
+	st.record(ctx, Event{Type: EventAlert, Time: st.d.Now(), Subject: a.Record.User, SessionID: a.Record.Session,
+		Outcome: res, Reasons: []string{"anomaly:" + a.Record.Rule}, Fields: fields})
+}
+
+// blockRequest is the body of POST /api/v1/anomaly/{block,unblock}.
+type blockRequest struct {
+	User    string `json:"user"`
+	Session string `json:"session"`
+	For     string `json:"for"` // block only: a Go duration, default anomaly.block_for
+	Reason  string `json:"reason"`
+}
+
+func (b blockRequest) target() (anomaly.BlockKind, string, error) {
+	switch {
+	case b.User != "" && b.Session != "":
+		return "", "", errors.New("give user or session, not both")
+	case b.User != "":
+		return anomaly.BlockUser, b.User, nil
+	case b.Session != "":
+		return anomaly.BlockSession, b.Session, nil
+	}
+	return "", "", errors.New("user or session is required")
+}
+
+func decodeBlockRequest(w http.ResponseWriter, r *http.Request) (blockRequest, error) {
+	var b blockRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		return b, fmt.Errorf("body: %w", err)
+	}
+	return b, nil
+}
+
+func (st *anomalyStage) handleBlocks(w http.ResponseWriter, r *http.Request) {
+	blocks, err := st.d.Blocks(r.Context())
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"blocks": blocks})
+}
+
+func (st *anomalyStage) handleUnblock(w http.ResponseWriter, r *http.Request) {
+	b, err := decodeBlockRequest(w, r)
+	kind, id, terr := b.target()
+	if err != nil || terr != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": errors.Join(err, terr).Error()})
+		return
+	}
+	ok, err := st.d.Unblock(r.Context(), kind, id)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error()})
+		return
+	}
+	ev := Event{Type: EventAnomaly, Time: st.d.Now(), Outcome: "unblock", Reasons: []string{"operator"},
+		Fields: map[string]any{"action": "unblock", "kind": string(kind), "id": id, "existed": ok, "by": "admin_api"}}
+	if kind == anomaly.BlockUser {
+		ev.Subject = id
+	} else {
+		ev.SessionID = id
+	}
+	st.record(r.Context(), ev)
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusNotFound
+	}
+	writeJSON(w, status, map[string]any{"unblocked": ok, "kind": kind, "id": id})
+}
+
+func (st *anomalyStage) handleBlock(w http.ResponseWriter, r *http.Request) {
+	b, err := decodeBlockRequest(w, r)
+	kind, id, terr := b.target()
+	var dur time.Duration
+	if err == nil && terr == nil && b.For != "" {
+		dur, err = time.ParseDuration(b.For)
+		if err == nil && dur <= 0 {
+			err = errors.New("for must be positive")
+		}
+	}
+	if err != nil || terr != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": errors.Join(err, terr).Error()})
+		return
+	}
+	reason := "operator"
+	if b.Reason != "" {
+		reason = "operator:" + b.Reason
+	}
+	blk, err := st.d.Block(r.Context(), kind, id, dur, reason)
+	ev := Event{Type: EventAnomaly, Time: st.d.Now(), Outcome: "block", Reasons: []string{reason},
+		Fields: map[string]any{"action": "block", "kind": string(kind), "id": id, "until": blk.Until.UTC().Format(time.RFC3339), "by": "admin_api", "ok": err == nil}}
+	if kind == anomaly.BlockUser {
+		ev.Subject = id
+	} else {
+		ev.SessionID = id
+	}
+	st.record(r.Context(), ev)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error(), "block": blk})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"block": blk})
+}
