@@ -107,14 +107,12 @@ func applyDefaults(c *Config) {
 
 	list("oidc.scopes", &c.OIDC.Scopes, DefaultScopes())
 	list("oidc.allowed_algs", &c.OIDC.AllowedAlgs, DefaultAllowedAlgs())
-	if c.OIDC.Claims == nil && absent("oidc.claims") {
+	if c.OIDC.Claims == nil {
 		c.OIDC.Claims = map[string]string{}
 	}
-	if c.OIDC.Claims != nil {
-		for k, v := range DefaultClaims() {
-			if _, ok := c.OIDC.Claims[k]; !ok {
-				c.OIDC.Claims[k] = v
-			}
+	for k, v := range DefaultClaims() {
+		if _, ok := c.OIDC.Claims[k]; !ok {
+			c.OIDC.Claims[k] = v
 		}
 	}
 
