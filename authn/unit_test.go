@@ -1,0 +1,344 @@
+package authn
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+func servedTest(h string) bool {
+	return h == "gate.example.com" || h == "chat.example.com" || h == "files.example.com:8443"
+}
+
+func TestSafeReturnURL(t *testing.T) {
+	tests := []struct {
+		raw, want string
+		ok        bool
+	}{
+		{"/", "https://chat.example.com/", true},
+		{"/a/b?c=d&e=%2F", "https://chat.example.com/a/b?c=d&e=%2F", true},
+		{"https://chat.example.com/x?y=1#frag", "https://chat.example.com/x?y=1#frag", true},
+		{"https://files.example.com:8443/f.pdf", "https://files.example.com:8443/f.pdf", true},
+		{"HTTPS://CHAT.EXAMPLE.COM/", "HTTPS://CHAT.EXAMPLE.COM/", true},
+		{"https://chat.example.com", "https://chat.example.com", true},
+		// Refused: every way to point a browser elsewhere.
+		{raw: "//evil.com"},
+		{raw: "//evil.com/path"},
+		{raw: "/\\evil.com"},
+		{raw: "\\\\evil.com"},
+		{raw: "/%5Cevil.com"},
+		{raw: "https:evil.com"},
+		{raw: "https:/evil.com"},
+		{raw: "https:///evil.com"},
+		{raw: "%2F%2Fevil.com"},
+		{raw: "/%2F%2Fevil.com"},
+		{raw: "/%2f/evil.com"},
+		{raw: "https://evil.com/"},
+		{raw: "https://chat.example.com.evil.com/"},
+		{raw: "https://chat.example.com@evil.com/"},
+		{raw: "https://evil.com@chat.example.com/"},
+		{raw: "https://user:pw@chat.example.com/"},
+		{raw: "https://chat.example.com%40evil.com/"},
+		{raw: "https://chat.example.com\\@evil.com/"},
+		{raw: "http://chat.example.com/"}, // wrong scheme
+		{raw: "javascript:alert(1)"},
+		{raw: "data:text/html,hi"},
+		{raw: "/\t/evil.com"},
+		{raw: "/\n/evil.com"},
+		{raw: " /x"},
+		{raw: "https://files.example.com/"}, // port differs
+		{raw: "https://chat.example.com./"},
+		{raw: "https://[::1]/"},
+		{raw: "relative/path"},
+		{raw: "?q=1"},
+		{raw: ""},
+		{raw: "/\u00e9vil"},
+		{raw: "/" + strings.Repeat("a", maxReturnURL)},
+	}
+	for _, tc := range tests {
+		got, ok := SafeReturnURL(tc.raw, "https", "chat.example.com", servedTest)
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("SafeReturnURL(%q) = %q, %v; want %q, %v", tc.raw, got, ok, tc.want, tc.ok)
+		}
+	}
+	if _, ok := SafeReturnURL("/x", "https", "evil.com", servedTest); ok {
+		t.Error("relative URL on an unserved current host accepted")
+	}
+}
+
+// FuzzSafeReturnURL: whatever is accepted parses to a served host with the
+// expected scheme and no userinfo, and is unchanged by a browser's
+// stripping of tabs and newlines.
+func FuzzSafeReturnURL(f *testing.F) {
+	for _, s := range []string{"/", "/a?b", "//evil.com", "/\\evil.com", "https:evil.com", "%2F%2Fevil.com",
+		"https://chat.example.com@evil.com", "https://chat.example.com/x", "https://files.example.com:8443/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		got, ok := SafeReturnURL(raw, "https", "chat.example.com", servedTest)
+		if !ok {
+			return
+		}
+		u, err := url.Parse(got)
+		if err != nil {
+			t.Fatalf("accepted %q -> %q does not parse: %v", raw, got, err)
+		}
+		if !strings.EqualFold(u.Scheme, "https") || u.User != nil || u.Opaque != "" || !servedTest(strings.ToLower(u.Host)) {
+			t.Fatalf("accepted %q -> %q: scheme %q host %q user %v", raw, got, u.Scheme, u.Host, u.User)
+		}
+		if strings.ContainsAny(got, "\\\t\r\n ") {
+			t.Fatalf("accepted %q with characters browsers rewrite", raw)
+		}
+	})
+}
+
+func TestEvaluateMFA(t *testing.T) {
+	now := time.Unix(1_764_000_000, 0)
+	o := MFAOptions{AMRAny: []string{"otp", "hwk"}, ACRAny: []string{"urn:mfa"}, MaxAge: time.Hour}
+	tests := []struct {
+		name string
+		amr  []string
+		acr  string
+		at   time.Time
+		want bool
+	}{
+		{"otp fresh", []string{"pwd", "otp"}, "", now.Add(-time.Minute), true},
+		{"acr", []string{"pwd"}, "urn:mfa", now.Add(-time.Minute), true},
+		{"password only", []string{"pwd"}, "urn:pwd", now.Add(-time.Minute), false},
+		{"nothing (Dex)", nil, "", time.Time{}, false},
+		{"too old", []string{"otp"}, "", now.Add(-2 * time.Hour), false},
+		{"no auth_time with max_age", []string{"otp"}, "", time.Time{}, false},
+		{"auth_time far in the future", []string{"otp"}, "", now.Add(time.Hour), false},
+	}
+	for _, tc := range tests {
+		if got := EvaluateMFA(o, tc.amr, tc.acr, tc.at, now); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	o.MaxAge = 0
+	if !EvaluateMFA(o, []string{"hwk"}, "", time.Time{}, now) {
+		t.Error("without max_age, missing auth_time should not matter")
+	}
+}
+
+func TestClaimsMapping(t *testing.T) {
+	claims := map[string]any{
+		"sub": "u1", "email": "u@example.com", "name": "U",
+		"realm_access": map[string]any{"roles": []any{"admin", "staff"}},
+		"groups":       "single",
+		"dotted.key":   []any{"literal"},
+		"amr":          []any{"pwd", "otp"}, "acr": "urn:x", "auth_time": float64(1764000000),
+	}
+	p, err := readProfile(ClaimNames{Groups: "groups", Roles: "realm_access.roles", Email: "email", Name: "name"}, claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Subject != "u1" || p.Email != "u@example.com" || strings.Join(p.Roles, ",") != "admin,staff" ||
+		strings.Join(p.Groups, ",") != "single" || p.ACR != "urn:x" || p.AuthTime.Unix() != 1764000000 || len(p.AMR) != 2 {
+		t.Errorf("profile %+v", p)
+	}
+	if v, ok := ClaimPath(claims, "dotted.key"); !ok || v.([]any)[0] != "literal" {
+		t.Error("a key containing a dot is not found")
+	}
+	for name, c := range map[string]map[string]any{
+		"no sub":            {"email": "x"},
+		"groups of numbers": {"sub": "u", "groups": []any{1.0}},
+		"email not string":  {"sub": "u", "email": 3.0},
+		"bad auth_time":     {"sub": "u", "auth_time": "yesterday"},
+		"roles path object": {"sub": "u", "realm_access": map[string]any{"roles": map[string]any{}}},
+	} {
+		if _, err := readProfile(ClaimNames{Groups: "groups", Roles: "realm_access.roles", Email: "email", Name: "name"}, c); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestOptionsValidation(t *testing.T) {
+	ok := baseOptions("https://idp.example", "c", "s")
+	if _, err := New(ok); err != nil {
+		t.Fatal(err)
+	}
+	for name, mod := range map[string]func(*Options){
+		"HS256 allowed": func(o *Options) { o.AllowedAlgs = []string{"RS256", "HS256"} },
+		"none allowed":  func(o *Options) { o.AllowedAlgs = []string{"none"} },
+		"short key":     func(o *Options) { o.Session.Keys = [][]byte{[]byte("short")} },
+		"no key":        func(o *Options) { o.Session.Keys = nil },
+		"no issuer":     func(o *Options) { o.Issuer = "" },
+		"bad external":  func(o *Options) { o.ExternalURL = "gate.example.com" },
+		"long ttl":      func(o *Options) { o.Assertion.TTL = 5 * time.Minute },
+		"server no store": func(o *Options) {
+			o.ServerSide = true
+			o.Store = nil
+		},
+	} {
+		o := baseOptions("https://idp.example", "c", "s")
+		mod(&o)
+		if _, err := New(o); !errors.Is(err, ErrConfig) {
+			t.Errorf("%s: err = %v, want ErrConfig", name, err)
+		}
+	}
+}
+
+func TestAssertionVerifiesWithJWKS(t *testing.T) {
+	rg, _ := fakeRig(t, nil)
+	id := Identity{Subject: "u1", Email: "u@example.com", Groups: []string{"finance", "bad,group"}, SessionID: "s1", MFA: true}
+	h := http.Header{}
+	h.Set("X-Gatehouse-User", "spoofed")
+	h.Set("X-Gatehouse-Assertion", "spoofed")
+	if err := rg.a.UpstreamHeaders("files", id, h); err != nil {
+		t.Fatal(err)
+	}
+	if h.Get("X-Gatehouse-User") != "u1" || h.Get("X-Gatehouse-Groups") != "finance" {
+		t.Errorf("headers %v", h)
+	}
+	p := rg.get("http://files.test/.gatehouse/jwks.json")
+	var set jose.JSONWebKeySet
+	if err := jsonUnmarshal(p.Body, &set); err != nil || len(set.Keys) != 1 {
+		t.Fatalf("jwks: %v %s", err, p.Body)
+	}
+	tok, err := jwt.ParseSigned(h.Get("X-Gatehouse-Assertion"), []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c AssertionClaims
+	if err := tok.Claims(set.Keys[0].Key, &c); err != nil {
+		t.Fatalf("signature does not verify with the published key: %v", err)
+	}
+	if err := c.Claims.Validate(jwt.Expected{Issuer: "http://gate.test", AnyAudience: jwt.Audience{"files"}, Time: time.Now()}); err != nil {
+		t.Error(err)
+	}
+	if c.Subject != "u1" || c.Email != "u@example.com" || !c.MFA || c.Expiry.Time().Sub(c.IssuedAt.Time()) > MaxAssertTTL {
+		t.Errorf("claims %+v", c)
+	}
+	// Anonymous: spoofed headers are removed, nothing is added.
+	h = http.Header{"X-Gatehouse-User": {"admin"}, "X-Gatehouse-Email": {"x"}, "X-Gatehouse-Assertion": {"forged"}}
+	_ = rg.a.UpstreamHeaders("files", Identity{}, h)
+	if len(h) != 0 {
+		t.Errorf("anonymous request kept %v", h)
+	}
+}
+
+func TestForwardAuth(t *testing.T) {
+	deny := false
+	rg, _ := fakeRig(t, func(o *Options) {
+		o.Authorize = func(_ context.Context, r *http.Request, route Route, id Identity) (Verdict, error) {
+			return Verdict{Allow: !deny}, nil
+		}
+	})
+	rg.get("http://chat.test/")
+	ck := sessionCookieOf(rg, chatHost)
+	ask := func(hdr map[string]string, ck *http.Cookie) *http.Response {
+		req := httptest.NewRequest(http.MethodGet, "http://gate.test/.gatehouse/auth", nil)
+		req.RemoteAddr = "127.0.0.1:5555"
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		if ck != nil {
+			req.AddCookie(ck)
+		}
+		rec := httptest.NewRecorder()
+		rg.a.Handler().ServeHTTP(rec, req)
+		return rec.Result()
+	}
+	nginx := map[string]string{"X-Original-URL": "http://chat.test/room/1"}
+	if r := ask(nginx, ck); r.StatusCode != 200 || r.Header.Get("X-Gatehouse-User") != "user-1" || r.Header.Get("X-Gatehouse-Assertion") == "" {
+		t.Errorf("signed in: %d %v", r.StatusCode, r.Header)
+	}
+	if r := ask(nginx, nil); r.StatusCode != 401 || !strings.Contains(r.Header.Get("Location"), "/.gatehouse/start?rd=") {
+		t.Errorf("no session (nginx): %d %v", r.StatusCode, r.Header)
+	}
+	traefik := map[string]string{"X-Forwarded-Proto": "http", "X-Forwarded-Host": "chat.test", "X-Forwarded-Uri": "/room/1", "Accept": "text/html"}
+	if r := ask(traefik, nil); r.StatusCode != 302 || !strings.HasPrefix(r.Header.Get("Location"), "http://chat.test/.gatehouse/start?rd=") {
+		t.Errorf("no session (traefik): %d %v", r.StatusCode, r.Header)
+	}
+	if r := ask(map[string]string{"X-Original-URL": "http://evil.test/"}, ck); r.StatusCode != 403 {
+		t.Errorf("unserved host: %d", r.StatusCode)
+	}
+	if r := ask(map[string]string{"X-Original-URL": "http://files.test/"}, ck); r.StatusCode != 401 {
+		t.Errorf("chat's cookie for files: %d", r.StatusCode)
+	}
+	deny = true
+	if r := ask(nginx, ck); r.StatusCode != 403 || r.Header.Get("X-Gatehouse-User") != "" {
+		t.Errorf("denied: %d %v", r.StatusCode, r.Header)
+	}
+	deny = false
+	req := httptest.NewRequest(http.MethodGet, "http://gate.test/.gatehouse/auth", nil)
+	req.RemoteAddr = "203.0.113.9:4444"
+	req.Header.Set("X-Original-URL", "http://chat.test/")
+	req.AddCookie(ck)
+	rec := httptest.NewRecorder()
+	rg.a.Handler().ServeHTTP(rec, req)
+	if rec.Code != 403 {
+		t.Errorf("untrusted caller: %d", rec.Code)
+	}
+}
+
+func TestLogoutEverywhere(t *testing.T) {
+	rg, f := fakeRig(t, nil)
+	rg.get("http://chat.test/")
+	rg.get("http://files.test/")
+	chat := sessionCookieOf(rg, chatHost)
+	// GET alone never signs out.
+	p := rg.get("http://files.test/.gatehouse/logout")
+	form, ok := p.FormWith("csrf")
+	if p.Status != 200 || !ok {
+		t.Fatalf("confirm page: %d %s", p.Status, p.Body)
+	}
+	if resp := requestWith(t, rg, "http://chat.test/", chat); resp.StatusCode != 200 {
+		t.Fatalf("a GET of the logout page signed out: %d", resp.StatusCode)
+	}
+	// A POST without the token is refused.
+	bad := form
+	bad.Values = url.Values{"csrf": {"forged"}}
+	if p2, err := rg.b.Submit(p, bad, nil); err != nil || p2.Status != http.StatusForbidden {
+		t.Fatalf("forged csrf: %v %d", err, p2.Status)
+	}
+	rg.b.Visited()
+	p, err := rg.b.Submit(p, form, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	visited := strings.Join(rg.b.Visited(), "\n")
+	if !strings.Contains(visited, f.srv.URL+"/logout?") || !strings.Contains(visited, "id_token_hint=") {
+		t.Errorf("no RP-initiated logout at the IdP:\n%s", visited)
+	}
+	if resp := requestWith(t, rg, "http://chat.test/", chat); resp.StatusCode != http.StatusFound {
+		t.Errorf("chat cookie copied before logout still works: %d", resp.StatusCode)
+	}
+	if sessionCookieOf(rg, centralHost) != nil || sessionCookieOf(rg, filesHost) != nil {
+		t.Error("session cookies not cleared")
+	}
+	if n := len(rg.eventsOf(EventLogout)); n != 1 {
+		t.Errorf("%d logout events", n)
+	}
+}
+
+func TestStoreErrorFailsClosed(t *testing.T) {
+	rg, _ := fakeRig(t, func(o *Options) { o.Store = &brokenStore{MemoryStore: NewMemoryStore()} })
+	rg.get("http://chat.test/")
+	ck := sessionCookieOf(rg, chatHost)
+	rg.a.o.Store.(*brokenStore).broken = true
+	if resp := requestWith(t, rg, "http://chat.test/", ck); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("revocation list unreadable: %d, want 503", resp.StatusCode)
+	}
+}
+
+type brokenStore struct {
+	*MemoryStore
+	broken bool
+}
+
+func (b *brokenStore) Revoked(ctx context.Context, id, sub string, c time.Time) (bool, error) {
+	if b.broken {
+		return false, errors.New("store down")
+	}
+	return b.MemoryStore.Revoked(ctx, id, sub, c)
+}
