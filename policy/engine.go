@@ -193,7 +193,7 @@ func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 		return failed(ReasonNotLoaded), e.Ready()
 	}
 	v := in.Value()
-	mfa, routeMFA := in.Session.MFA, in.Route.MFA == "required"
+	mfa, routeMFA := in.Session.MFA, in.routeRequiresMFA()
 	d, err := set.decide(ctx, v, mfa, routeMFA)
 	if sh := e.shadow.Load(); sh != nil && e.opts.OnShadowDisagreement != nil {
 		sd, serr := sh.decide(ctx, v, mfa, routeMFA)
@@ -230,8 +230,9 @@ func (e *Engine) startWatch() error {
 			continue
 		}
 		if err := addTree(w, d); err != nil {
-			_ = w.Close()
-			return fmt.Errorf("watch policy dir %s: %w", d, err)
+			// Not fatal: the engine serves (or denies) as it is; an
+			// explicit Reload still works.
+			e.log.Warn("cannot watch policy dir; changes need a reload", "dir", d, "error", err)
 		}
 	}
 	e.wg.Add(1)

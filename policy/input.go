@@ -62,9 +62,12 @@ type RouteInput struct {
 	Host   string `json:"host"`
 	Public bool   `json:"public"`
 	// MFA is the route's mfa setting, "required" or "optional". A route that
-	// requires MFA adds require_mfa to whatever the policy says.
+	// requires MFA (and is not public) adds require_mfa to whatever the
+	// policy says, as the proxy does.
 	MFA string `json:"mfa"`
 }
+
+func (in *Input) routeRequiresMFA() bool { return in.Route.MFA == "required" && !in.Route.Public }
 
 // TimeInput is when the request arrived, in the configured time zone.
 type TimeInput struct {

@@ -123,7 +123,7 @@ func compileSnapshot(ctx context.Context, dir string, snap *snapshot, opts Compi
 
 // Decide judges one input.
 func (s *Set) Decide(ctx context.Context, in Input) (Decision, error) {
-	return s.decide(ctx, in.Value(), in.Session.MFA, in.Route.MFA == "required")
+	return s.decide(ctx, in.Value(), in.Session.MFA, in.routeRequiresMFA())
 }
 
 // DecideDocument judges an input document given as JSON-like values (an
@@ -153,6 +153,9 @@ func docFacts(v ast.Value) (mfa, routeMFA bool) {
 	if t, err := obj.Find(ast.Ref{kRoute, kMFA}); err == nil {
 		sv, isStr := t.(ast.String)
 		routeMFA = isStr && string(sv) == "required"
+	}
+	if t, err := obj.Find(ast.Ref{kRoute, kPublic}); err == nil && t.Compare(ast.Boolean(true)) == 0 {
+		routeMFA = false
 	}
 	return mfa, routeMFA
 }
