@@ -51,6 +51,9 @@ func (s *Server) readiness() []readinessCheck {
 			return nil
 		}},
 	}
+	if rc, ok := s.certs.(interface{ Ready(context.Context) error }); ok {
+		own = append(own, readinessCheck{"tls", rc.Ready})
+	}
 	return append(own, s.wiring.readiness...)
 }
 

@@ -36,7 +36,7 @@ func RegisterChecker(name string, c Checker) {
 func Check(ctx context.Context, cfg *config.Config) error {
 	var errs []error
 	if _, err := newState(cfg, 0); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, withLines(cfg, err)...)
 	}
 	checkersMu.Lock()
 	list := append([]checkerEntry(nil), checkers...)
@@ -47,4 +47,28 @@ func Check(ctx context.Context, cfg *config.Config) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// withLines turns the proxy's *FieldError values into *config.FieldError,
+// with the file and line the field was written at.
+func withLines(cfg *config.Config, err error) []error {
+	var out []error
+	var walk func(error)
+	walk = func(e error) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		var fe *FieldError
+		if errors.As(e, &fe) {
+			file, line := cfg.Line(fe.Field)
+			out = append(out, &config.FieldError{File: file, Line: line, Field: fe.Field, Msg: fe.Msg, Err: fe.Err})
+			return
+		}
+		out = append(out, e)
+	}
+	walk(err)
+	return out
 }

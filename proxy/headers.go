@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -59,6 +60,9 @@ func newHeaderPolicy(cfg *config.Config) (*headerPolicy, error) {
 	return hp, nil
 }
 
+// ErrTrustedProxy wraps trusted_proxies errors.
+var ErrTrustedProxy = errors.New("invalid trusted proxy")
+
 // parseTrusted reads trusted_proxies: CIDRs or single addresses.
 func parseTrusted(list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
@@ -70,7 +74,7 @@ func parseTrusted(list []string) ([]netip.Prefix, error) {
 		}
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return nil, fmt.Errorf("trusted_proxies[%d]: %q is not a CIDR or an IP address", i, s)
+			return nil, &FieldError{Field: fmt.Sprintf("trusted_proxies[%d]", i), Msg: fmt.Sprintf("%q is not a CIDR or an IP address", s), Err: ErrTrustedProxy}
 		}
 		a = a.Unmap()
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))

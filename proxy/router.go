@@ -32,6 +32,28 @@ type Router struct {
 // ErrRouteConfig wraps every error NewRouter returns.
 var ErrRouteConfig = errors.New("invalid route")
 
+// FieldError is a config problem the proxy finds while compiling a config,
+// naming the field as the config does ("routes[2].upstream"), so that
+// `gatehouse check` can print it with its file and line.
+type FieldError struct {
+	Field string
+	Msg   string
+	Err   error // the class: ErrRouteConfig, ErrAdminToken, ErrTrustedProxy
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// Unwrap returns the class of the problem.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func routeErr(i int, field, format string, args ...any) error {
+	f := fmt.Sprintf("routes[%d]", i)
+	if field != "" {
+		f += "." + field
+	}
+	return &FieldError{Field: f, Msg: fmt.Sprintf(format, args...), Err: ErrRouteConfig}
+}
+
 // NewRouter compiles the routes of a config. It reports every problem it
 // finds (joined), naming the route by index as the config does.
 func NewRouter(routes []config.Route) (*Router, error) {
@@ -39,15 +61,14 @@ func NewRouter(routes []config.Route) (*Router, error) {
 	seen := make(map[string]int)
 	var errs []error
 	for i, cr := range routes {
-		rt, err := compileRoute(cr)
+		rt, err := compileRoute(i, cr)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%w: routes[%d] (%s): %w", ErrRouteConfig, i, cr.Name, err))
+			errs = append(errs, err)
 			continue
 		}
 		key := rt.Info.Host + "\x00" + rt.Info.Prefix
 		if j, dup := seen[key]; dup {
-			errs = append(errs, fmt.Errorf("%w: routes[%d] (%s): host %q prefix %q already used by routes[%d]",
-				ErrRouteConfig, i, cr.Name, rt.Info.Host, rt.Info.Prefix, j))
+			errs = append(errs, routeErr(i, "host", "host %q with path_prefix %q is already routed by routes[%d]", rt.Info.Host, rt.Info.Prefix, j))
 			continue
 		}
 		seen[key] = i
@@ -62,24 +83,24 @@ func NewRouter(routes []config.Route) (*Router, error) {
 	return r, nil
 }
 
-func compileRoute(cr config.Route) (*Route, error) {
+func compileRoute(i int, cr config.Route) (*Route, error) {
 	host := canonicalHost(cr.Host)
 	if host == "" {
-		return nil, errors.New("host is empty")
+		return nil, routeErr(i, "host", "required")
 	}
 	prefix, err := canonicalPrefix(cr.PathPrefix)
 	if err != nil {
-		return nil, err
+		return nil, routeErr(i, "path_prefix", "%v", err)
 	}
 	u, err := url.Parse(cr.Upstream)
 	if err != nil {
-		return nil, fmt.Errorf("upstream %q: %w", cr.Upstream, err)
+		return nil, routeErr(i, "upstream", "%q: %v", cr.Upstream, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("upstream %q: want http:// or https:// with a host", cr.Upstream)
+		return nil, routeErr(i, "upstream", "%q: want http:// or https:// with a host", cr.Upstream)
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("upstream %q: no query, fragment or user info allowed", cr.Upstream)
+		return nil, routeErr(i, "upstream", "%q: no query, fragment or user info allowed", cr.Upstream)
 	}
 	mfa := cr.MFA
 	if mfa == "" {
@@ -87,7 +108,7 @@ func compileRoute(cr config.Route) (*Route, error) {
 	}
 	dl, err := newDownloadMatcher(cr.Downloads)
 	if err != nil {
-		return nil, err
+		return nil, routeErr(i, "downloads.paths", "%v", err)
 	}
 	return &Route{
 		Info: RouteInfo{
@@ -120,7 +141,7 @@ func canonicalPrefix(p string) (string, error) {
 	}
 	n, err := NormalizePath(p)
 	if err != nil || n != p && n != p+"/" && n+"/" != p {
-		return "", fmt.Errorf("path_prefix %q is not a normalised path", p)
+		return "", fmt.Errorf("%q is not a normalised path", p)
 	}
 	return strings.TrimSuffix(n, "/"), nil
 }
@@ -162,7 +183,7 @@ func newDownloadMatcher(d config.Downloads) (downloadMatcher, error) {
 	m := downloadMatcher{paths: d.Paths}
 	for _, p := range d.Paths {
 		if _, err := path.Match(p, "/"); err != nil {
-			return m, fmt.Errorf("downloads.paths %q: %w", p, err)
+			return m, fmt.Errorf("%q: %w", p, err)
 		}
 	}
 	for _, ct := range d.ContentTypes {

@@ -181,7 +181,7 @@ func adminToken(cfg *config.Config) ([]byte, error) {
 	if tok == "" && cfg.AdminTokenFile != "" {
 		b, err := os.ReadFile(cfg.AdminTokenFile)
 		if err != nil {
-			return nil, fmt.Errorf("%w: admin_token_file: %w", ErrAdminToken, err)
+			return nil, &FieldError{Field: "admin_token_file", Msg: err.Error(), Err: ErrAdminToken}
 		}
 		tok = strings.TrimSpace(string(b))
 	}
@@ -189,7 +189,12 @@ func adminToken(cfg *config.Config) ([]byte, error) {
 		return nil, nil
 	}
 	if len(tok) < minAdminToken {
-		return nil, fmt.Errorf("%w: must be at least %d bytes, got %d", ErrAdminToken, minAdminToken, len(tok))
+		field := "admin_token"
+		if cfg.AdminTokenFile != "" {
+			field = "admin_token_file"
+		}
+		return nil, &FieldError{Field: field, Err: ErrAdminToken,
+			Msg: fmt.Sprintf("the admin token must be at least %d bytes, got %d", minAdminToken, len(tok))}
 	}
 	return []byte(tok), nil
 }
