@@ -36,7 +36,7 @@ func StartDex(t testing.TB, o Options) *Provider {
 	port := testenv.FreePort(t)
 	telemetry := testenv.FreePort(t)
 	issuer := fmt.Sprintf("http://127.0.0.1:%d/dex", port)
-	hash, err := bcrypt.GenerateFromPassword([]byte(DexPassword), bcrypt.MinCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte(DexPassword), bcrypt.DefaultCost)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +84,9 @@ staticClients:
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("dex output:\n%s", stderr.String())
+		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -4,6 +4,8 @@
 // Users:
 //   alice / alice-password + TOTP  -> amr ["pwd","otp"], acr urn:gatehouse:mfa
 //   bob   / bob-password           -> amr ["pwd"],       acr urn:gatehouse:pwd
+//   dana  / dana-password (+ TOTP only when acr_values asks for
+//           urn:gatehouse:mfa: the step-up user)
 //
 // It honours acr_values (asks for a fresh login when the session lacks the
 // requested MFA acr), max_age and prompt=login (natively), and offers
@@ -50,6 +52,19 @@ const users = {
       preferred_username: 'alice',
       groups: ['staff', 'finance'],
       realm_access: { roles: ['admin', 'staff'] },
+    },
+  },
+  dana: {
+    password: 'dana-password',
+    totp: process.env.IDP_ALICE_TOTP_SECRET || 'JBSWY3DPEHPK3PXP',
+    totpOnDemand: true,
+    claims: {
+      email: 'dana@example.com',
+      email_verified: true,
+      name: 'Dana Developer',
+      preferred_username: 'dana',
+      groups: ['staff', 'engineering'],
+      realm_access: { roles: ['staff'] },
     },
   },
   bob: {
@@ -275,7 +290,8 @@ async function interaction(req, res, uid, action) {
       send(res, 401, loginForm(uid, 'Wrong username or password.'));
       return;
     }
-    if (u.totp) {
+    const mfaAsked = list(details.params.acr_values).includes(MFA_ACR);
+    if (u.totp && (!u.totpOnDemand || mfaAsked)) {
       pendingOTP.set(uid, name);
       send(res, 200, otpForm(uid));
       return;
