@@ -481,4 +481,3 @@ func runAuditShred(_ context.Context, args []string, stdout, stderr io.Writer) i
 	fmt.Fprintf(stdout, "shredded %d period(s): %s (records stay verifiable; their personal fields are gone)\n", len(done), strings.Join(done, ", "))
 	return 0
 }
-
