@@ -45,7 +45,8 @@ var (
 type Decision struct {
 	Outcome Outcome
 	// Allow, Deny and RequireMFA are what the policy said (Deny sorted).
-	// RequireMFA also holds when the route itself requires MFA.
+	// RequireMFA also holds when the route itself requires MFA or the
+	// anomaly detector asks for a step-up (input.risk.step_up).
 	Allow      bool
 	Deny       []string
 	RequireMFA bool

@@ -193,7 +193,7 @@ func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 		return failed(ReasonNotLoaded), e.Ready()
 	}
 	v := in.Value()
-	mfa, routeMFA := in.Session.MFA, in.routeRequiresMFA()
+	mfa, routeMFA := in.Session.MFA, in.mfaDemanded()
 	d, err := set.decide(ctx, v, mfa, routeMFA)
 	if sh := e.shadow.Load(); sh != nil && e.opts.OnShadowDisagreement != nil {
 		sd, serr := sh.decide(ctx, v, mfa, routeMFA)

@@ -67,7 +67,12 @@ type RouteInput struct {
 	MFA string `json:"mfa"`
 }
 
-func (in *Input) routeRequiresMFA() bool { return in.Route.MFA == "required" && !in.Route.Public }
+// mfaDemanded: the route requires MFA (and is not public), or the anomaly
+// detector asks for a step-up. Either adds require_mfa to what the policy
+// says, exactly as the proxy enforces it, so replays judge alike.
+func (in *Input) mfaDemanded() bool {
+	return in.Route.MFA == "required" && !in.Route.Public || in.Risk.StepUp
+}
 
 // TimeInput is when the request arrived, in the configured time zone.
 type TimeInput struct {

@@ -123,7 +123,7 @@ func compileSnapshot(ctx context.Context, dir string, snap *snapshot, opts Compi
 
 // Decide judges one input.
 func (s *Set) Decide(ctx context.Context, in Input) (Decision, error) {
-	return s.decide(ctx, in.Value(), in.Session.MFA, in.routeRequiresMFA())
+	return s.decide(ctx, in.Value(), in.Session.MFA, in.mfaDemanded())
 }
 
 // DecideDocument judges an input document given as JSON-like values (an
@@ -140,7 +140,8 @@ func (s *Set) DecideDocument(ctx context.Context, doc map[string]any) (Decision,
 	return s.decide(ctx, v, mfa, routeMFA)
 }
 
-// docFacts reads input.session.mfa and input.route.mfa from a document.
+// docFacts reads input.session.mfa, and whether the route or the risk
+// demands MFA (see Input.mfaDemanded), from a document.
 func docFacts(v ast.Value) (mfa, routeMFA bool) {
 	obj, ok := v.(ast.Object)
 	if !ok {
@@ -156,6 +157,9 @@ func docFacts(v ast.Value) (mfa, routeMFA bool) {
 	}
 	if t, err := obj.Find(ast.Ref{kRoute, kPublic}); err == nil && t.Compare(ast.Boolean(true)) == 0 {
 		routeMFA = false
+	}
+	if t, err := obj.Find(ast.Ref{kRisk, kStepUp}); err == nil && t.Compare(ast.Boolean(true)) == 0 {
+		routeMFA = true
 	}
 	return mfa, routeMFA
 }

@@ -28,11 +28,10 @@ func init() {
 	RegisterChecker("policy", checkPolicy)
 }
 
-// Audit event types the policy stage records.
-const (
-	EventPolicyReload = "policy_reload"
-	EventPolicyShadow = "policy_shadow_disagreement"
-)
+// EventPolicyReload is the audit event type of a policy reload attempt.
+// (Shadow disagreements are logged and counted; the audit log has no
+// record type for them yet.)
+const EventPolicyReload = "policy_reload"
 
 // policyStage adapts *policy.Engine to Authorizer.
 type policyStage struct {
@@ -242,17 +241,6 @@ func (st *policyStage) onShadow(s policy.ShadowDisagreement) {
 		zap.String("outcome", string(s.Real.Outcome)), zap.String("shadow_outcome", string(s.Shadow.Outcome)),
 		zap.Strings("reasons", s.Real.Reasons), zap.Strings("shadow_reasons", s.Shadow.Reasons),
 		zap.String("shadow_revision", s.Shadow.Revision), zap.Error(s.ShadowErr))
-	if st.w.Recorder == nil {
-		return
-	}
-	ev := Event{Type: EventPolicyShadow, Time: time.Now(), RequestID: s.RequestID, Revision: s.Real.Revision,
-		Outcome: string(s.Real.Outcome), Reasons: s.Real.Reasons, Fields: map[string]any{
-			"shadow_outcome": string(s.Shadow.Outcome), "shadow_reasons": s.Shadow.Reasons,
-			"shadow_revision": s.Shadow.Revision,
-		}}
-	if err := st.w.Recorder.Record(context.Background(), ev); err != nil {
-		st.log.Warn("shadow disagreement not recorded", zap.Error(err))
-	}
 }
 
 // Decide implements Authorizer. Failures of the policy itself are judged
