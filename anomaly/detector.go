@@ -55,6 +55,10 @@ type Options struct {
 	AlertQueue   int           // queued alerts before new ones are dropped; 0: 1024
 	AlertTimeout time.Duration // bound on delivering one alert incl. retries; 0: 2m
 	Revoker      Revoker       // needed by rules with action revoke
+	// RiskWindow is the window of the counters Assess reports in Risk
+	// (policy's input.risk.requests_1h, ...); 0: 1h. It is counted even
+	// when no rule uses it.
+	RiskWindow time.Duration
 	// PollInterval is how often live requests are checked against blocks
 	// made by other instances (shared stores only); 0: 500ms.
 	PollInterval time.Duration
@@ -85,7 +89,7 @@ type Observation struct {
 type Risk struct {
 	Flags   []string
 	Night   bool
-	Window  time.Duration // longest configured window
+	Window  time.Duration // Options.RiskWindow
 	Counts  Counts        // the user's counters in Window
 	Session Counts        // the session's counters in Window (per-session rules only)
 	Blocked bool
@@ -150,7 +154,7 @@ type Detector struct {
 	hasNight bool
 	rules    []Rule
 	windows  []time.Duration
-	longest  time.Duration
+	riskWin  time.Duration
 	baseline bool // some rule compares with a baseline
 	perSess  bool // some rule counts per session
 	nightly  bool // some rule counts only night-time requests
@@ -194,6 +198,9 @@ func New(opts Options) (*Detector, error) {
 	if opts.AlertQueue <= 0 {
 		opts.AlertQueue = 1024
 	}
+	if opts.RiskWindow <= 0 {
+		opts.RiskWindow = time.Hour
+	}
 	if opts.AlertTimeout <= 0 {
 		opts.AlertTimeout = 2 * time.Minute
 	}
@@ -222,11 +229,14 @@ func New(opts Options) (*Detector, error) {
 		if !slices.Contains(d.windows, r.Window) {
 			d.windows = append(d.windows, r.Window)
 		}
-		d.longest = max(d.longest, r.Window)
 		d.baseline = d.baseline || r.AboveBaseline > 0
 		d.perSess = d.perSess || r.Per == PerSession
 		d.nightly = d.nightly || r.Night
 		d.rules = append(d.rules, r)
+	}
+	d.riskWin = opts.RiskWindow
+	if !slices.Contains(d.windows, d.riskWin) {
+		d.windows = append(d.windows, d.riskWin)
 	}
 	sort.Slice(d.windows, func(i, j int) bool { return d.windows[i] < d.windows[j] })
 	if d.store == nil {
@@ -336,7 +346,7 @@ type stepUpMark struct {
 // choice (Blocked with reason store_unavailable when failing closed).
 func (d *Detector) Assess(ctx context.Context, s Subject) (Risk, error) {
 	now := d.clock()
-	risk := Risk{Night: d.Night(now), Window: d.longest}
+	risk := Risk{Night: d.Night(now), Window: d.riskWin}
 	if risk.Night {
 		risk.Flags = append(risk.Flags, FlagNight)
 	}
@@ -389,9 +399,9 @@ func (d *Detector) Assess(ctx context.Context, s Subject) (Risk, error) {
 		}
 	}
 	uk := userKey(s)
-	risk.Counts = snap.Counts[uk][d.longest]
+	risk.Counts = snap.Counts[uk][d.riskWin]
 	if sk := sessionKey(s); sk != "" {
-		risk.Session = snap.Counts[sk][d.longest]
+		risk.Session = snap.Counts[sk][d.riskWin]
 	}
 	b := snap.Baselines[uk]
 	for i := range d.rules {

@@ -319,3 +319,29 @@ func TestWatchCutsLiveRequest(t *testing.T) {
 		t.Errorf("live = %d", d.Live())
 	}
 }
+
+// TestRiskCountersCoverOneHour: Risk reports the last hour (policy's
+// input.risk.*_1h) even when every rule uses a shorter window.
+func TestRiskCountersCoverOneHour(t *testing.T) {
+	clk := newClock(hkNight2am(t))
+	d := newDetector(t, Options{Clock: clk.Now, Rules: []Rule{{Name: "x", Window: 10 * time.Minute, RequestsOver: 1000, Actions: []Action{ActionAlert}}}})
+	s := Subject{User: "ana"}
+	for range 5 {
+		_ = d.Observe(t.Context(), s, Observation{Bytes: 10, Download: true})
+	}
+	clk.Advance(20 * time.Minute)
+	for range 3 {
+		_ = d.Observe(t.Context(), s, Observation{Bytes: 10})
+	}
+	r, err := d.Assess(t.Context(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Window != time.Hour || r.Counts != (Counts{Requests: 8, Bytes: 80, Downloads: 5}) {
+		t.Fatalf("risk window %v counts %+v", r.Window, r.Counts)
+	}
+	clk.Advance(time.Hour)
+	if r, _ := d.Assess(t.Context(), s); r.Counts.Requests != 0 {
+		t.Fatalf("an hour later: %+v", r.Counts)
+	}
+}
