@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,8 +25,12 @@ func testKey(t testing.TB, name string) *Key {
 	if err != nil {
 		t.Fatal(err)
 	}
+	testKeys.Store(k, skey)
 	return k
 }
+
+// testKeys remembers the private key text of test keys (crash test child).
+var testKeys sync.Map
 
 func verifierOf(t testing.TB, k *Key) note.Verifier {
 	t.Helper()
