@@ -133,16 +133,15 @@ func (h identityHeaderer) UpstreamHeaders(_ *Request, id Identity, hd http.Heade
 
 // stages is what a test plugs into the pipeline.
 type stages struct {
-	auth     Authenticator
-	risk     RiskAssessor
-	authz    Authorizer
-	rec      Recorder
-	obs      []Observer
-	hdrs     []UpstreamHeaderer
-	guards   []RequestGuard
-	extra    func(w *Wiring)
-	logger   *zap.Logger
-	noCommon bool
+	auth   Authenticator
+	risk   RiskAssessor
+	authz  Authorizer
+	rec    Recorder
+	obs    []Observer
+	hdrs   []UpstreamHeaderer
+	guards []RequestGuard
+	extra  func(w *Wiring)
+	logger *zap.Logger
 }
 
 // seen is what the echo upstream received.

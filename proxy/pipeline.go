@@ -375,6 +375,9 @@ func (s *Server) finish(w *responseWriter, r *http.Request, x *exchange) {
 	if x.outcome == "" {
 		x.outcome = OutcomeUnavailable
 	}
+	if w.status == 0 {
+		w.status = http.StatusOK // nothing written: net/http sends 200
+	}
 	dur := s.clock().Sub(x.start)
 	routeName := ""
 	if x.route != nil {

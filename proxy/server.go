@@ -392,6 +392,7 @@ func NewLogger(l config.Log) (*zap.Logger, error) {
 		zc = zap.NewProductionConfig()
 		zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 		zc.Sampling = nil // every access line counts
+		zc.DisableStacktrace = true
 	}
 	if l.Level != "" {
 		lvl, err := zapcore.ParseLevel(l.Level)
