@@ -93,7 +93,10 @@ func TestCrashKeepsAcknowledgedRecords(t *testing.T) {
 				break
 			}
 		}
-		go func() { for sc.Scan() {} }() // drain what was already printed
+		go func() {
+			for sc.Scan() {
+			}
+		}() // drain what was already printed
 		cmd.Wait()
 		if seen < 300 {
 			t.Fatalf("round %d: writer acknowledged only %d records: %s", round, seen, stderr.String())
