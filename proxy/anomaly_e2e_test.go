@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse-dev/gatehouse/anomaly"
@@ -192,6 +193,44 @@ func TestAnomalyBlockCutsLiveDownload(t *testing.T) {
 	}
 	if len(actions) < 2 || actions[0] != "block" || actions[1] != "unblock" {
 		t.Errorf("anomaly events: %v", actions)
+	}
+}
+
+// TestAnomalyBlockClosesWebSocket: a block closes an open WebSocket tunnel
+// of the user within a second.
+func TestAnomalyBlockClosesWebSocket(t *testing.T) {
+	up := wsEcho(t)
+	_, front, admin := anomalyServer(t, anomalyConfig(up.URL), nil, &fakeRecorder{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(front.URL, "http")+"/socket", &websocket.DialOptions{Host: "ws.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if err := c.Write(ctx, websocket.MessageText, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := c.Read(ctx); err != nil || string(msg) != "echo: hi" {
+		t.Fatalf("echo: %q %v", msg, err)
+	}
+	closed := make(chan error, 1)
+	go func() {
+		_, _, err := c.Read(ctx)
+		closed <- err
+	}()
+	start := time.Now()
+	if code, out := adminCall(t, admin, "POST", "/api/v1/anomaly/block", `{"session":"s1"}`); code != 200 {
+		t.Fatalf("block: %d %v", code, out)
+	}
+	select {
+	case err := <-closed:
+		if err == nil || time.Since(start) > time.Second {
+			t.Fatalf("websocket ended after %v with %v", time.Since(start), err)
+		}
+		t.Logf("websocket closed %v after the block", time.Since(start))
+	case <-time.After(3 * time.Second):
+		t.Fatal("websocket still open 3s after the block")
 	}
 }
 
