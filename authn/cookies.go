@@ -251,3 +251,36 @@ func (a *Authn) loginCookie(state string) string {
 	}
 	return a.cookieName("gh_login_" + state)
 }
+
+// IsOwnCookie reports whether a cookie name is one of Gatehouse's: the
+// session cookie and its chunks, login and bind cookies. Upstreams never
+// see them.
+func (a *Authn) IsOwnCookie(name string) bool {
+	sc := a.sessionCookie()
+	return name == sc || strings.HasPrefix(name, sc+"-") ||
+		strings.HasPrefix(name, a.cookieName("gh_login_")) || strings.HasPrefix(name, a.cookieName("gh_sso_"))
+}
+
+// StripCookies removes Gatehouse's cookies from the Cookie headers of h,
+// keeping the application's own.
+func (a *Authn) StripCookies(h http.Header) {
+	vals := h.Values("Cookie")
+	if len(vals) == 0 {
+		return
+	}
+	var kept []string
+	for _, line := range vals {
+		for part := range strings.SplitSeq(line, ";") {
+			part = strings.TrimSpace(part)
+			name, _, _ := strings.Cut(part, "=")
+			if part == "" || a.IsOwnCookie(name) {
+				continue
+			}
+			kept = append(kept, part)
+		}
+	}
+	h.Del("Cookie")
+	if len(kept) > 0 {
+		h.Set("Cookie", strings.Join(kept, "; "))
+	}
+}

@@ -54,7 +54,7 @@ func (a *Authn) Authenticate(w http.ResponseWriter, r *http.Request, route Route
 		return Identity{}, true, nil
 	}
 	id := a.identity(s)
-	if route.MFARequired && !id.MFA {
+	if route.MFARequired && !id.MFA && !route.DeferStepUp {
 		a.StepUp(w, r, route, id, "route requires multi-factor authentication")
 		return id, true, nil
 	}

@@ -117,6 +117,9 @@ type Route struct {
 	Host        string
 	Public      bool
 	MFARequired bool
+	// DeferStepUp: the caller enforces MFA itself after authorisation (and
+	// calls StepUp); Authenticate then only asks for MFA at a first login.
+	DeferStepUp bool
 }
 
 // Verdict is the forward-auth authorisation answer.

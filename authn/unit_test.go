@@ -342,3 +342,17 @@ func (b *brokenStore) Revoked(ctx context.Context, id, sub string, c time.Time) 
 	}
 	return b.MemoryStore.Revoked(ctx, id, sub, c)
 }
+
+func TestStripCookies(t *testing.T) {
+	o := baseOptions("https://idp.example", "c", "s")
+	o.ExternalURL = "https://gate.example.com"
+	a, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{"Cookie": {"app=1; __Host-_gatehouse=sealed; __Host-_gatehouse-1=more", "__Host-gh_sso_abcdefgh=x; theme=dark; __Host-gh_login_12345678=y"}}
+	a.StripCookies(h)
+	if got := h.Get("Cookie"); got != "app=1; theme=dark" || len(h.Values("Cookie")) != 1 {
+		t.Errorf("Cookie after strip: %q", h.Values("Cookie"))
+	}
+}
