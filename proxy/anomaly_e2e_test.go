@@ -354,6 +354,41 @@ func anomalyCounter(t *testing.T, reg *prometheus.Registry, name string, labels 
 	return 0
 }
 
+// TestAnomalyStepUp: a step_up action sends the session's next request
+// through MFA; once the user re-authenticated (a newer auth_time) it passes.
+func TestAnomalyStepUp(t *testing.T) {
+	up := streamingUpstream(t)
+	cfg := anomalyConfig(up.URL)
+	cfg.Anomaly.Rules = []config.AnomalyRule{{Name: "burst", Window: config.Duration(time.Minute), RequestsOver: 3, Per: "session", Action: []string{"step_up"}}}
+	auth := &fakeAuth{id: Identity{Subject: "bob-sub", SessionID: "b1", AuthTime: time.Now().Add(-time.Hour)}}
+	rec := &fakeRecorder{}
+	s, front := newTestServer(t, cfg, stages{auth: auth, authz: allowAll(), rec: rec, extra: func(w *Wiring) {
+		if err := buildAnomaly(context.Background(), w); err != nil {
+			t.Fatal(err)
+		}
+	}})
+	t.Cleanup(func() { _ = s.runClose(context.Background()) })
+	for i := range 4 {
+		if resp, _ := get(t, front, "app.example.com", "/", nil); resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d", i, resp.StatusCode)
+		}
+	}
+	resp, _ := get(t, front, "app.example.com", "/", nil)
+	auth.mu.Lock()
+	stepUps := append([]string(nil), auth.stepUps...)
+	auth.mu.Unlock()
+	if resp.StatusCode != http.StatusFound || len(stepUps) != 1 || !strings.Contains(stepUps[0], "anomaly_step_up:burst") {
+		t.Fatalf("after the burst: %d, step-ups %v", resp.StatusCode, stepUps)
+	}
+	// Re-authenticated with MFA just now: the request passes.
+	auth.mu.Lock()
+	auth.id.AuthTime, auth.id.MFA = time.Now().Add(time.Second), true
+	auth.mu.Unlock()
+	if resp, _ := get(t, front, "app.example.com", "/", nil); resp.StatusCode != 200 {
+		t.Fatalf("after step-up: %d", resp.StatusCode)
+	}
+}
+
 // anomalyRedis starts a real redis-server for one test.
 func anomalyRedis(t *testing.T) (addr string, kill func()) {
 	t.Helper()

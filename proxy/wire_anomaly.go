@@ -75,7 +75,7 @@ func newAnomalyMetrics(reg prometheus.Registerer, st *anomalyStage) (*anomalyMet
 		}, []string{"rule", "action", "result"}),
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_anomaly_alerts_total",
-			Help: "Alert deliveries by sink and result (delivered, failed).",
+			Help: "Alert deliveries by sink and result (ok, failed).",
 		}, []string{"sink", "result"}),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_anomaly_store_errors_total",
@@ -364,7 +364,7 @@ func (st *anomalyStage) onAnomaly(ctx context.Context, r anomaly.Record) {
 
 // onAlert records each delivery (or failure to deliver) of an alert.
 func (st *anomalyStage) onAlert(ctx context.Context, a anomaly.AlertResult) {
-	res := "delivered"
+	res := "ok"
 	fields := map[string]any{"anomaly_id": a.Record.ID, "rule": a.Record.Rule, "sink": a.Sink, "attempts": a.Attempts, "delivered": a.Err == nil}
 	if a.Err != nil {
 		res = "failed"
