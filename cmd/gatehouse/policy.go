@@ -246,7 +246,7 @@ func readInputDoc(path string) (map[string]any, error) {
 // requestFlags build an input document from a request line and identity.
 type requestFlags struct {
 	request, user, sub, groups, roles, ip, at, flags, route string
-	mfa, blocked                                     bool
+	mfa, blocked                                            bool
 }
 
 func (rf *requestFlags) register(fs *flag.FlagSet) {
