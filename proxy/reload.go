@@ -42,7 +42,7 @@ func (s *Server) Reload(ctx context.Context) (int64, error) {
 	}
 	st, err := newState(cfg, old.generation+1)
 	if err != nil {
-		return old.generation, s.reloadFailed(ctx, old, fmt.Errorf("%w: %s: %w", ErrReload, path, err))
+		return old.generation, s.reloadFailed(ctx, old, fmt.Errorf("%w: %w", ErrReload, errors.Join(withLines(cfg, err)...)))
 	}
 	if c, ok := s.certs.(CertReloader); ok {
 		if err := c.Reload(ctx, cfg); err != nil {
@@ -68,18 +68,14 @@ func (s *Server) Reload(ctx context.Context) (int64, error) {
 
 func (s *Server) reloadFailed(ctx context.Context, old *state, err error) error {
 	s.metrics.reloads.WithLabelValues("failure").Inc()
-	var ferrs config.Errors
-	if errors.As(err, &ferrs) {
-		lines := make([]string, len(ferrs))
-		for i, fe := range ferrs {
-			lines[i] = fe.Error()
+	var lines []string
+	for _, e := range leaves(err) {
+		if e != ErrReload { //nolint:errorlint // the bare sentinel is the wrapper's own marker
+			lines = append(lines, e.Error())
 		}
-		s.log.Error("config reload failed; the previous config keeps serving",
-			zap.Strings("errors", lines), zap.Int64("generation", old.generation))
-	} else {
-		s.log.Error("config reload failed; the previous config keeps serving",
-			zap.Error(err), zap.Int64("generation", old.generation))
 	}
+	s.log.Error("config reload failed; the previous config keeps serving",
+		zap.Strings("errors", lines), zap.Int64("generation", old.generation))
 	s.recordReload(ctx, old, err)
 	return err
 }
@@ -168,4 +164,20 @@ func (s *Server) WatchConfig(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// leaves lists the innermost errors of a tree of joined errors, stopping at
+// the first error that is not a join (so a *config.FieldError stays whole).
+func leaves(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, leaves(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -379,5 +380,26 @@ func TestReloadAdminAPIAndWatch(t *testing.T) {
 	cancel()
 	if err := <-werr; err != nil {
 		t.Errorf("WatchConfig: %v", err)
+	}
+}
+
+func TestReloadProxyErrorNamesLine(t *testing.T) {
+	up, _ := echoUpstream(t, nil)
+	s, front, _, path := reloadServer(t, up.URL)
+	body := strings.Replace(fmt.Sprintf(reloadYAML, routeYAML("one", "one.example.com", up.URL)), "0123456789abcdef-admin", "short", 1)
+	writeConfig(t, path, body)
+	if _, err := config.Load(path); err != nil {
+		// config validation checks the length itself: then it must say where.
+		if !strings.Contains(err.Error(), path+":3: admin_token") {
+			t.Fatalf("config.Load = %v", err)
+		}
+		return
+	}
+	_, err := s.Reload(context.Background())
+	if !errors.Is(err, ErrAdminToken) || !strings.Contains(err.Error(), path+":3: admin_token: ") {
+		t.Fatalf("Reload = %v, want %s:3: admin_token: ...", err, path)
+	}
+	if resp, _ := get(t, front, "one.example.com", "/", nil); resp.StatusCode != 200 {
+		t.Errorf("old config stopped serving: %d", resp.StatusCode)
 	}
 }
