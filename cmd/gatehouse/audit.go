@@ -249,10 +249,13 @@ func runAuditCheckProof(_ context.Context, args []string, stdout, stderr io.Writ
 }
 
 // parseTime accepts RFC 3339, "2006-01-02", "2006-01-02T15:04" (in loc)
-// or a negative duration relative to now ("-24h").
+// "now", or a negative duration relative to now ("-24h").
 func parseTime(s string, loc *time.Location, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
+	}
+	if s == "now" {
+		return now, nil
 	}
 	if strings.HasPrefix(s, "-") {
 		if d, err := time.ParseDuration(s); err == nil {
