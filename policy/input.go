@@ -70,7 +70,7 @@ type RouteInput struct {
 // mfaDemanded: the route requires MFA (and is not public), or the anomaly
 // detector asks for a step-up. Either adds require_mfa to what the policy
 // says, exactly as the proxy enforces it, so replays judge alike.
-func (in *Input) mfaDemanded() bool {
+func (in Input) mfaDemanded() bool {
 	return in.Route.MFA == "required" && !in.Route.Public || in.Risk.StepUp
 }
 
@@ -151,7 +151,7 @@ func strs(ss []string) *ast.Term {
 }
 
 // Value builds the input as an OPA value, directly (no JSON encoding).
-func (in *Input) Value() ast.Value {
+func (in Input) Value() ast.Value {
 	r := &in.Request
 	query := ast.NewObjectWithCapacity(len(r.Query))
 	for k, vs := range r.Query {
@@ -236,7 +236,7 @@ func list(ss []string) []any {
 // audit log, so the decision can be replayed: the same document as [Value],
 // except that credential-like query parameters ([redactedQuery]) are
 // replaced by [Redacted]. Headers were already cleaned by [HeadersFromHTTP].
-func (in *Input) AuditMap() map[string]any {
+func (in Input) AuditMap() map[string]any {
 	r := &in.Request
 	query := make(map[string]any, len(r.Query))
 	for k, vs := range r.Query {
