@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -280,7 +281,7 @@ func (s *Server) Run(ctx context.Context) error {
 			return err
 		}
 		s.addrs.HTTP = hl.Addr().String()
-		redirect := s.certs.HTTPHandler(httpsRedirect(s.addrs.HTTPS))
+		redirect := s.certs.HTTPHandler(httpsRedirect(s.addrs.HTTPS, s.knownHost))
 		hs := &http.Server{Handler: redirect, ReadHeaderTimeout: readHeader, IdleTimeout: idle, ErrorLog: errLog}
 		servers = append(servers, hs)
 		serve = append(serve, func() error { return hs.Serve(hl) })
@@ -346,12 +347,12 @@ func (s *Server) runClose(ctx context.Context) error {
 
 // httpsRedirect sends plain-HTTP requests to the same host and path over
 // HTTPS, on the HTTPS listener's port when it is not 443.
-func httpsRedirect(httpsAddr string) http.Handler {
+func httpsRedirect(httpsAddr string, known func(host string) bool) http.Handler {
 	_, port, _ := net.SplitHostPort(httpsAddr)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host := canonicalHost(r.Host)
-		if host == "" {
-			http.Error(w, "missing Host", http.StatusBadRequest)
+		if host == "" || !known(host) {
+			http.Error(w, "unknown host", http.StatusNotFound)
 			return
 		}
 		if strings.Contains(host, ":") {
@@ -371,6 +372,19 @@ func httpsRedirect(httpsAddr string) http.Handler {
 		}
 		http.Redirect(w, r, target, http.StatusPermanentRedirect)
 	})
+}
+
+// knownHost reports whether host (canonical) is a route host or the host of
+// external_url: the names plain HTTP is redirected for.
+func (s *Server) knownHost(host string) bool {
+	st := s.state.Load()
+	if _, ok := st.router.hosts[host]; ok {
+		return true
+	}
+	if u, err := url.Parse(st.cfg.ExternalURL); err == nil && u.Host != "" {
+		return canonicalHost(u.Host) == host
+	}
+	return false
 }
 
 func contains(list []string, s string) bool {

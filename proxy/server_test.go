@@ -154,6 +154,16 @@ func TestRunTLSHTTP2RedirectAdmin(t *testing.T) {
 	if want := "https://app.example.com:" + port + "/a/b?q=1"; resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
 		t.Errorf("redirect: %d %q, want %q", resp.StatusCode, resp.Header.Get("Location"), want)
 	}
+	req, _ = http.NewRequest("GET", "http://"+a.HTTP+"/", nil)
+	req.Host = "elsewhere.example.com"
+	resp, err = hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("redirect for an unknown host: %d, want 404", resp.StatusCode)
+	}
 	resp, err = hc.Get("http://" + a.HTTP + "/.well-known/acme-challenge/tok")
 	if err != nil {
 		t.Fatal(err)
