@@ -117,7 +117,7 @@ func hourChart(hs []Hour, loc *time.Location) chart {
 	if len(hs) == 0 || c.Max == 0 {
 		return c
 	}
-	bw := (c.Width - 40) / float64(len(hs))
+	bw := min((c.Width-40)/float64(len(hs)), 40)
 	for i, h := range hs {
 		hh := float64(h.Requests) / float64(c.Max) * (c.Height - 30)
 		dh := float64(h.Denials) / float64(c.Max) * (c.Height - 30)

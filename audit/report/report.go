@@ -270,6 +270,24 @@ func Build(recs []*audit.Record, integ Integrity, o Options) *Report {
 		rep.TopDeniedPaths = append(rep.TopDeniedPaths, Count{p, n})
 	}
 	rep.TopDeniedPaths = top(rep.TopDeniedPaths, 10)
+	// Every hour between the first and the last decision, quiet ones too
+	// (bounded: a longer span lists only the hours with activity).
+	var first, last time.Time
+	for h := range hours {
+		if first.IsZero() || h.Before(first) {
+			first = h
+		}
+		if h.After(last) {
+			last = h
+		}
+	}
+	if !first.IsZero() && last.Sub(first) <= 31*24*time.Hour {
+		for h := first; !h.After(last); h = h.Add(time.Hour) {
+			if hours[h] == nil {
+				hours[h] = &Hour{Start: h}
+			}
+		}
+	}
 	for _, h := range hours {
 		rep.Hours = append(rep.Hours, *h)
 	}
