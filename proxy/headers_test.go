@@ -1,0 +1,74 @@
+package proxy
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestIsSpoofable(t *testing.T) {
+	hp, err := newHeaderPolicy(baseConfig("http://x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{
+		"X-Forwarded-For": true, "X_Forwarded_For": true, "x-forwarded-prefix": true, "Forwarded": true,
+		"X-Real-Ip": true, "X-Gatehouse-Anything": true, "x_gatehouse_user": true, "X-Auth-User": true,
+		"X-AUTH_EMAIL": true, "X-Identity-Assertion": true, "Remote-User": true, "X-Auth-Request-Email": true,
+		"Accept": false, "Authorization": false, "X-Requested-With": false, "User-Agent": false, "X-Forwarded": false,
+	} {
+		if got := hp.isSpoofable(name); got != want {
+			t.Errorf("isSpoofable(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// FuzzForwardedHeaders feeds arbitrary X-Forwarded-For and Cookie values:
+// the client IP is the peer or an address the chain really contains, and
+// the session cookie never survives stripping.
+func FuzzForwardedHeaders(f *testing.F) {
+	f.Add("1.2.3.4, 10.0.0.1", "_gatehouse=x; a=b")
+	f.Add("garbage,,", "_gatehouse_1=y;_gatehouse=z")
+	f.Add("2001:db8::1", "a=b; _gatehouse")
+	cfg := baseConfig("http://x")
+	cfg.TrustedProxies = []string{"10.0.0.0/8"}
+	hp, err := newHeaderPolicy(cfg)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, xff, cookie string) {
+		r, _ := http.NewRequest("GET", "/", nil)
+		r.RemoteAddr = "10.9.9.9:1234"
+		r.Header.Set("X-Forwarded-For", xff)
+		r.Header.Set("Cookie", cookie)
+		ip := hp.clientIP(r)
+		if !ip.IsValid() {
+			t.Fatalf("no client IP for %q", xff)
+		}
+		found := ip.String() == "10.9.9.9"
+		for _, hop := range strings.Split(xff, ",") {
+			if a, err := netip.ParseAddr(strings.TrimSpace(hop)); err == nil && a.Unmap() == ip {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("client IP %s not in chain %q", ip, xff)
+		}
+		out := http.Header{"Cookie": {cookie}}
+		hp.strip(out)
+		for _, line := range out.Values("Cookie") {
+			for part := range strings.SplitSeq(line, ";") {
+				name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+				if name == "_gatehouse" || strings.HasPrefix(name, "_gatehouse_") {
+					t.Fatalf("session cookie survived: %q -> %q", cookie, line)
+				}
+			}
+		}
+		fwd := http.Header{}
+		hp.setForwarded(r, fwd)
+		if !strings.HasSuffix(fwd.Get("X-Forwarded-For"), "10.9.9.9") {
+			t.Fatalf("X-Forwarded-For %q does not end with the peer", fwd.Get("X-Forwarded-For"))
+		}
+	})
+}
