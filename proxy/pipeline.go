@@ -94,10 +94,12 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	// 1. One normalisation, before anything else looks at the path.
 	p, err := NormalizePath(r.URL.EscapedPath())
 	if err != nil {
-		var pe *PathError
-		errors.As(err, &pe)
-		x.outcome, x.reason = OutcomeBadRequest, "bad_path:"+pe.Reason
-		renderPage(w, r, pageData{Status: http.StatusBadRequest, Detail: pathReasonText[pe.Reason], RequestID: x.id, Host: r.Host})
+		why := "unknown"
+		if pe := (*PathError)(nil); errors.As(err, &pe) {
+			why = pe.Reason
+		}
+		x.outcome, x.reason = OutcomeBadRequest, "bad_path:"+why
+		renderPage(w, r, pageData{Status: http.StatusBadRequest, Detail: pathReasonText[why], RequestID: x.id, Host: r.Host})
 		return
 	}
 	if r.Method == http.MethodConnect || r.Method == http.MethodTrace {
