@@ -413,3 +413,49 @@ func TestReloadProxyErrorNamesLine(t *testing.T) {
 		t.Errorf("old config stopped serving: %d", resp.StatusCode)
 	}
 }
+
+func TestTimeouts(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(3 * time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	defer up.Close()
+	certs := newTestCerts(t, "app.example.com")
+	cfg := baseConfig(up.URL)
+	cfg.Timeouts.UpstreamHeader = config.Duration(200 * time.Millisecond)
+	cfg.Timeouts.ReadHeader = config.Duration(300 * time.Millisecond)
+	s, err := New(context.Background(), cfg, Options{Certs: certs, Builders: []Builder{func(_ context.Context, w *Wiring) error {
+		w.Auth, w.Authz, w.Recorder = &fakeAuth{id: alice}, allowAll(), &fakeRecorder{}
+		return nil
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runServer(t, s)
+
+	start := time.Now()
+	resp, err := certs.client(s.Addrs().HTTPS).Get("https://app.example.com/slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway || time.Since(start) > 2*time.Second {
+		t.Errorf("slow upstream: %d after %v, want 502 after ~200ms", resp.StatusCode, time.Since(start))
+	}
+
+	// A client that never finishes its headers is cut after read_header.
+	c, err := tls.Dial("tcp", s.Addrs().HTTPS, &tls.Config{RootCAs: certs.pool, ServerName: "app.example.com", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: app.example.com\r\n")
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start = time.Now()
+	_, err = c.Read(make([]byte, 1))
+	if err == nil || time.Since(start) > 3*time.Second {
+		t.Errorf("half-sent headers: read err %v after %v, want the connection closed after ~300ms", err, time.Since(start))
+	}
+}
