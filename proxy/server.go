@@ -397,27 +397,30 @@ func contains(list []string, s string) bool {
 }
 
 // NewLogger builds the process logger from the log settings: JSON unless
-// format is "console"; level info unless set.
+// format is "console"; level info unless set. JSON output goes to stderr
+// through a 256 KiB buffer flushed every second (and by Sync, which
+// `gatehouse serve` calls on exit), so the access log costs no write system
+// call per request; the audit log, not this one, is the durable record.
 func NewLogger(l config.Log) (*zap.Logger, error) {
-	var zc zap.Config
-	if l.Format == "console" {
-		zc = zap.NewDevelopmentConfig()
-	} else {
-		zc = zap.NewProductionConfig()
-		zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-		zc.Sampling = nil // every access line counts
-		zc.DisableStacktrace = true
-	}
+	lvl := zapcore.InfoLevel
 	if l.Level != "" {
-		lvl, err := zapcore.ParseLevel(l.Level)
-		if err != nil {
+		var err error
+		if lvl, err = zapcore.ParseLevel(l.Level); err != nil {
 			return nil, fmt.Errorf("log.level %q: %w", l.Level, err)
 		}
+	}
+	if l.Format == "console" {
+		zc := zap.NewDevelopmentConfig()
 		zc.Level = zap.NewAtomicLevelAt(lvl)
+		lg, err := zc.Build()
+		if err != nil {
+			return nil, fmt.Errorf("build logger: %w", err)
+		}
+		return lg, nil
 	}
-	lg, err := zc.Build()
-	if err != nil {
-		return nil, fmt.Errorf("build logger: %w", err)
-	}
-	return lg, nil
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	out := &zapcore.BufferedWriteSyncer{WS: zapcore.Lock(os.Stderr), Size: 256 << 10, FlushInterval: time.Second}
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), out, zap.NewAtomicLevelAt(lvl))
+	return zap.New(core, zap.AddCaller(), zap.ErrorOutput(zapcore.Lock(os.Stderr))), nil
 }

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zapcore"
+
 	"github.com/gatehouse-dev/gatehouse/config"
 )
 
@@ -457,5 +459,22 @@ func TestTimeouts(t *testing.T) {
 	_, err = c.Read(make([]byte, 1))
 	if err == nil || time.Since(start) > 3*time.Second {
 		t.Errorf("half-sent headers: read err %v after %v, want the connection closed after ~300ms", err, time.Since(start))
+	}
+}
+
+func TestNewLogger(t *testing.T) {
+	for _, l := range []config.Log{{}, {Format: "json", Level: "debug"}, {Format: "console", Level: "warn"}} {
+		lg, err := NewLogger(l)
+		if err != nil {
+			t.Fatalf("%+v: %v", l, err)
+		}
+		want := l.Level != "warn"
+		if got := lg.Core().Enabled(zapcore.InfoLevel); got != want {
+			t.Errorf("%+v: info enabled = %v", l, got)
+		}
+		_ = lg.Sync()
+	}
+	if _, err := NewLogger(config.Log{Level: "loud"}); err == nil {
+		t.Error("bad level accepted")
 	}
 }
