@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -152,6 +153,10 @@ func TestLargeBodyStreamsInBoundedMemory(t *testing.T) {
 	size := int64(256 << 20)
 	if testing.Short() {
 		size = 32 << 20
+	}
+	// GATEHOUSE_STREAM_MIB=2048 checks the 2 GB download.
+	if v, err := strconv.ParseInt(os.Getenv("GATEHOUSE_STREAM_MIB"), 10, 64); err == nil && v > 0 {
+		size = v << 20
 	}
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
