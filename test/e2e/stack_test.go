@@ -64,6 +64,9 @@ type stack struct {
 type stackOptions struct {
 	// Extra routes besides files, chat and wiki.
 	Routes []route
+	// PolicyDir is the policy folder (default: the cookbook in
+	// examples/policies).
+	PolicyDir string
 }
 
 var configTmpl = template.Must(template.New("cfg").Parse(`# written by test/e2e
@@ -141,12 +144,15 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	routes = append(routes, o.Routes...)
 
 	s.writeSecrets()
+	if o.PolicyDir == "" {
+		o.PolicyDir = filepath.Join(testenv.RepoRoot(t), "examples", "policies")
+	}
 	s.auditDir = filepath.Join(s.dir, "audit")
 	cfgPath := filepath.Join(s.dir, "gatehouse.yaml")
 	var b strings.Builder
 	err := configTmpl.Execute(&b, map[string]any{
 		"Port": s.port, "Dir": s.dir, "External": s.external, "Issuer": s.idp.Issuer, "ClientID": s.idp.ClientID,
-		"MFAACR": idp.MFAACR, "PolicyDir": filepath.Join(testenv.RepoRoot(t), "examples", "policies"), "Routes": routes,
+		"MFAACR": idp.MFAACR, "PolicyDir": o.PolicyDir, "Routes": routes,
 	})
 	if err != nil {
 		t.Fatal(err)
