@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -174,8 +176,19 @@ func authnOptions(cfg *config.Config) (authn.Options, error) {
 		},
 		Assertion: authn.AssertionOptions{Header: cfg.Identity.Assertion.Header, TTL: cfg.Identity.Assertion.TTL.D()},
 	}
+	// Route hosts are written without a port; clients reach them on the
+	// public port of external_url (e.g. :8443 in the demo), so both forms
+	// are served return targets.
+	var port string
+	if u, err := url.Parse(cfg.ExternalURL); err == nil {
+		port = u.Port()
+	}
 	for _, r := range cfg.Routes {
-		o.Hosts = append(o.Hosts, strings.ToLower(r.Host))
+		h := strings.ToLower(r.Host)
+		o.Hosts = append(o.Hosts, h)
+		if port != "" {
+			o.Hosts = append(o.Hosts, net.JoinHostPort(h, port))
+		}
 	}
 	for i, f := range cfg.Session.SecretFiles {
 		b, err := os.ReadFile(f)

@@ -251,6 +251,9 @@ audit:
   dir: {{.Dir}}/audit
   signing_key_file: {{.Dir}}/keys/audit.key
   durability: always
+  encryption_key_file: {{.Dir}}/keys/encryption.key
+identity:
+  assertion: { key_file: {{.Dir}}/keys/assertion.pem }
 anomaly:
   timezone: {{.Timezone}}
   night: "22:00-06:00"
