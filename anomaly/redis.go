@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -16,16 +18,22 @@ import (
 // RedisStore keeps the state in Redis so that replicas share counters,
 // baselines and blocks. Keys (under Prefix, default "gatehouse:anomaly:"):
 //
-//	c:{KEY}:SECONDS  hash "BUCKET:r|b|d" -> count, one per key and window
+//	c:{KEY}:SECONDS  hash "BUCKET:r|b|d" -> count, "t:r|b|d" -> window total,
+//	                 "head" -> newest bucket; one per key and window
 //	p:{KEY}          sorted set path -> last-seen unix ms
 //	b:{KEY}          hash "state" -> Baseline JSON, "PERIOD:r|b|d" -> counts
 //	m:NAME           string marker (block, step-up, fired rule), with a TTL
 //
 // The braces are cluster hash tags: one subject's keys share a slot.
+// One Lua script call per counter key (keyScript) counts and reads every
+// window, the distinct paths and the baseline hour, keeping running window
+// totals so reading is O(1); one request costs one pipelined round trip.
+//
 // Every call is bounded by its context (the detector gives StoreTimeout).
 type RedisStore struct {
 	c      redis.UniversalClient
 	prefix string
+	loaded atomic.Bool // keyScript is known to Redis
 }
 
 // NewRedisStore uses c (a client, failover or cluster client).
@@ -58,24 +66,125 @@ func (s *RedisStore) Ping(ctx context.Context) error {
 	return nil
 }
 
+// keyScript counts (or, with zero increments, only reads) one counter key:
+// all its windows, its distinct paths and, for the user key, the current
+// hour of its baseline, in one call. It returns {r, b, d, paths} per window.
+//
+// KEYS: paths zset, one counter hash per window, [baseline hash].
+// ARGV: windows, buckets per window, requests, bytes, downloads, now ms,
+// path ("" none), oldest path score kept, baseline period ("" none), then
+// per window: current bucket, TTL ms, "(" lowest path score in the window.
+//
+// A window hash holds its buckets ("BUCKET:r|b|d"), running totals
+// ("t:r|b|d") and "head", the newest bucket: buckets leaving the window are
+// subtracted and deleted as time moves on, so reading is O(1).
+var keyScript = redis.NewScript(`
+local nw, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ir, ib, id = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local nowms, path, oldest, period = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local add = ir > 0
+local pk = KEYS[1]
+if add and path ~= '' then
+  redis.call('ZADD', pk, nowms, path)
+  redis.call('ZREMRANGEBYSCORE', pk, '-inf', '(' .. oldest)
+  redis.call('PEXPIRE', pk, tonumber(nowms) - tonumber(oldest) + 60000)
+end
+local out = {}
+for w = 1, nw do
+  local k = KEYS[1 + w]
+  local a = 9 + (w - 1) * 3
+  local cur, ttl, low = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3]
+  local h = redis.call('HGET', k, 'head')
+  if h then
+    local head = tonumber(h)
+    if cur > head then
+      if cur - n >= head then
+        redis.call('DEL', k)
+      else
+        local tr, tb, td = 0, 0, 0
+        for i = head - n + 1, cur - n do
+          local f = string.format('%d', i)
+          local v = redis.call('HMGET', k, f .. ':r', f .. ':b', f .. ':d')
+          tr = tr + (tonumber(v[1]) or 0)
+          tb = tb + (tonumber(v[2]) or 0)
+          td = td + (tonumber(v[3]) or 0)
+          redis.call('HDEL', k, f .. ':r', f .. ':b', f .. ':d')
+        end
+        if tr ~= 0 then redis.call('HINCRBY', k, 't:r', -tr) end
+        if tb ~= 0 then redis.call('HINCRBY', k, 't:b', -tb) end
+        if td ~= 0 then redis.call('HINCRBY', k, 't:d', -td) end
+        redis.call('HSET', k, 'head', string.format('%d', cur))
+      end
+    elseif cur <= head - n then
+      cur = head -- a clock far behind: count into the newest bucket
+    end
+  end
+  if add then
+    local f = string.format('%d', cur)
+    if not h or cur > tonumber(h) then redis.call('HSET', k, 'head', f) end
+    redis.call('HINCRBY', k, f .. ':r', ir)
+    redis.call('HINCRBY', k, 't:r', ir)
+    if ib > 0 then redis.call('HINCRBY', k, f .. ':b', ib); redis.call('HINCRBY', k, 't:b', ib) end
+    if id > 0 then redis.call('HINCRBY', k, f .. ':d', id); redis.call('HINCRBY', k, 't:d', id) end
+    redis.call('PEXPIRE', k, ttl)
+  end
+  local t = redis.call('HMGET', k, 't:r', 't:b', 't:d')
+  out[#out + 1] = tonumber(t[1]) or 0
+  out[#out + 1] = tonumber(t[2]) or 0
+  out[#out + 1] = tonumber(t[3]) or 0
+  out[#out + 1] = redis.call('ZCOUNT', pk, low, '+inf')
+end
+if add and period ~= '' then
+  local bk = KEYS[2 + nw]
+  redis.call('HINCRBY', bk, period .. ':r', ir)
+  if ib > 0 then redis.call('HINCRBY', bk, period .. ':b', ib) end
+  if id > 0 then redis.call('HINCRBY', bk, period .. ':d', id) end
+  redis.call('EXPIRE', bk, 7776000)
+end
+return out
+`)
+
+// baselineTTL is how long an idle user's baseline is kept.
+const baselineTTL = 90 * 24 * time.Hour
+
 type readCmds struct {
-	counts    map[string]map[time.Duration]*redis.MapStringStringCmd
-	paths     map[string]map[time.Duration]*redis.IntCmd
+	windows   []time.Duration
+	counts    map[string]*redis.Cmd
 	markers   map[string]*redis.StringCmd
 	baselines map[string]*redis.StringCmd
 }
 
-func (s *RedisStore) queueReads(p redis.Pipeliner, ctx context.Context, now time.Time, q Query) readCmds {
-	rc := readCmds{counts: map[string]map[time.Duration]*redis.MapStringStringCmd{}, paths: map[string]map[time.Duration]*redis.IntCmd{},
-		markers: map[string]*redis.StringCmd{}, baselines: map[string]*redis.StringCmd{}}
+// queue queues keyScript for every key of q (adding inc to its keys when
+// inc is not nil), and the marker and baseline reads.
+func (s *RedisStore) queue(ctx context.Context, p redis.Pipeliner, now time.Time, inc *Increment, q Query) readCmds {
+	rc := readCmds{windows: q.Windows, counts: map[string]*redis.Cmd{}, markers: map[string]*redis.StringCmd{}, baselines: map[string]*redis.StringCmd{}}
 	nowMs := now.UnixMilli()
+	oldest := nowMs - maxWindow(q.Windows).Milliseconds()
 	for _, k := range q.Keys {
-		rc.counts[k] = map[time.Duration]*redis.MapStringStringCmd{}
-		rc.paths[k] = map[time.Duration]*redis.IntCmd{}
-		for _, w := range q.Windows {
-			rc.counts[k][w] = p.HGetAll(ctx, s.ckey(k, w))
-			rc.paths[k][w] = p.ZCount(ctx, s.pkey(k), "("+strconv.FormatInt(nowMs-w.Milliseconds(), 10), "+inf")
+		keys := make([]string, 0, len(q.Windows)+2)
+		keys = append(keys, s.pkey(k))
+		args := make([]any, 0, 9+3*len(q.Windows))
+		var r, b, d int64
+		path, period := "", ""
+		if inc != nil && slices.Contains(inc.Keys, k) {
+			r, b, path = 1, max(inc.Bytes, 0), inc.Path
+			if inc.Download {
+				d = 1
+			}
 		}
+		for _, w := range q.Windows {
+			keys = append(keys, s.ckey(k, w))
+		}
+		if r > 0 && inc.BaselineUser == k {
+			keys = append(keys, s.bkey(k))
+			period = strconv.FormatInt(inc.Period, 10)
+		}
+		args = append(args, len(q.Windows), Buckets, r, b, d, strconv.FormatInt(nowMs, 10), path, strconv.FormatInt(oldest, 10), period)
+		for _, w := range q.Windows {
+			width := bucketWidth(w)
+			args = append(args, now.UnixNano()/int64(width), (w + 2*width).Milliseconds(), "("+strconv.FormatInt(nowMs-w.Milliseconds(), 10))
+		}
+		rc.counts[k] = keyScript.EvalSha(ctx, p, keys, args...)
 	}
 	for _, n := range q.Markers {
 		rc.markers[n] = p.Get(ctx, s.mkey(n))
@@ -86,23 +195,18 @@ func (s *RedisStore) queueReads(p redis.Pipeliner, ctx context.Context, now time
 	return rc
 }
 
-func (rc readCmds) snapshot(now time.Time) (Snapshot, error) {
+func (rc readCmds) snapshot() (Snapshot, error) {
 	snap := Snapshot{Counts: map[string]map[time.Duration]Counts{}, Markers: map[string][]byte{}, Baselines: map[string]*Baseline{}}
-	for k, byW := range rc.counts {
-		snap.Counts[k] = map[time.Duration]Counts{}
-		for w, cmd := range byW {
-			fields, err := cmd.Result()
-			if err != nil {
-				return snap, storeErr("read counters", err)
-			}
-			c := sumBuckets(fields, now, w)
-			n, err := rc.paths[k][w].Result()
-			if err != nil {
-				return snap, storeErr("read paths", err)
-			}
-			c.Paths = n
-			snap.Counts[k][w] = c
+	for k, cmd := range rc.counts {
+		v, err := cmd.Int64Slice()
+		if err != nil || len(v) != 4*len(rc.windows) {
+			return snap, storeErr("read counters", errors.Join(err, fmt.Errorf("%d values for %d windows", len(v), len(rc.windows))))
 		}
+		byW := make(map[time.Duration]Counts, len(rc.windows))
+		for i, w := range rc.windows {
+			byW[w] = Counts{Requests: v[4*i], Bytes: v[4*i+1], Downloads: v[4*i+2], Paths: v[4*i+3]}
+		}
+		snap.Counts[k] = byW
 	}
 	for n, cmd := range rc.markers {
 		v, err := cmd.Bytes()
@@ -131,121 +235,56 @@ func (rc readCmds) snapshot(now time.Time) (Snapshot, error) {
 	return snap, nil
 }
 
-// sumBuckets adds up the fields "BUCKET:r|b|d" of buckets inside window w.
-func sumBuckets(fields map[string]string, now time.Time, w time.Duration) Counts {
-	width := int64(bucketWidth(w))
-	cur := now.UnixNano() / width
-	var c Counts
-	for f, v := range fields {
-		idxS, kind, ok := strings.Cut(f, ":")
-		if !ok {
-			continue
-		}
-		idx, err1 := strconv.ParseInt(idxS, 10, 64)
-		n, err2 := strconv.ParseInt(v, 10, 64)
-		if err1 != nil || err2 != nil || idx <= cur-Buckets || idx > cur {
-			continue
-		}
-		switch kind {
-		case "r":
-			c.Requests += n
-		case "b":
-			c.Bytes += n
-		case "d":
-			c.Downloads += n
-		}
-	}
-	return c
-}
-
-// Add applies inc and reads q in one pipelined round trip. When a bucket is
-// started, stale buckets of that hash are deleted in a second, rare one.
+// Add applies inc and reads q in one pipelined round trip. The increments
+// apply to the keys of inc that q also reads (the detector passes the same
+// keys and windows).
 func (s *RedisStore) Add(ctx context.Context, now time.Time, inc Increment, q Query) (Snapshot, error) {
-	p := s.c.Pipeline()
-	nowMs := now.UnixMilli()
-	maxW := maxWindow(inc.Windows)
-	type started struct {
-		key string
-		w   time.Duration
-		cmd *redis.IntCmd
-	}
-	var news []started
-	for _, k := range inc.Keys {
-		for _, w := range inc.Windows {
-			width := bucketWidth(w)
-			idx := strconv.FormatInt(now.UnixNano()/int64(width), 10)
-			ck := s.ckey(k, w)
-			news = append(news, started{k, w, p.HIncrBy(ctx, ck, idx+":r", 1)})
-			if inc.Bytes > 0 {
-				p.HIncrBy(ctx, ck, idx+":b", inc.Bytes)
-			}
-			if inc.Download {
-				p.HIncrBy(ctx, ck, idx+":d", 1)
-			}
-			p.PExpire(ctx, ck, w+2*width)
-		}
-		if inc.Path != "" && maxW > 0 {
-			pk := s.pkey(k)
-			p.ZAdd(ctx, pk, redis.Z{Score: float64(nowMs), Member: inc.Path})
-			p.ZRemRangeByScore(ctx, pk, "-inf", strconv.FormatInt(nowMs-maxW.Milliseconds(), 10))
-			p.PExpire(ctx, pk, maxW+time.Minute)
-		}
-	}
-	if inc.BaselineUser != "" {
-		bk := s.bkey(inc.BaselineUser)
-		per := strconv.FormatInt(inc.Period, 10)
-		p.HIncrBy(ctx, bk, per+":r", 1)
-		if inc.Bytes > 0 {
-			p.HIncrBy(ctx, bk, per+":b", inc.Bytes)
-		}
-		if inc.Download {
-			p.HIncrBy(ctx, bk, per+":d", 1)
-		}
-		p.Expire(ctx, bk, 90*24*time.Hour)
-	}
-	rc := s.queueReads(p, ctx, now, q)
-	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return Snapshot{}, storeErr("add", err)
-	}
-	for _, n := range news {
-		if n.cmd.Val() == 1 {
-			s.prune(ctx, n.key, n.w, now)
-		}
-	}
-	return rc.snapshot(now)
-}
-
-// prune deletes buckets that have left window w (best effort).
-func (s *RedisStore) prune(ctx context.Context, key string, w time.Duration, now time.Time) {
-	ck := s.ckey(key, w)
-	fields, err := s.c.HKeys(ctx, ck).Result()
-	if err != nil {
-		return
-	}
-	cur := now.UnixNano() / int64(bucketWidth(w))
-	var stale []string
-	for _, f := range fields {
-		idxS, _, _ := strings.Cut(f, ":")
-		if idx, err := strconv.ParseInt(idxS, 10, 64); err != nil || idx <= cur-Buckets {
-			stale = append(stale, f)
-		}
-	}
-	if len(stale) > 0 {
-		s.c.HDel(ctx, ck, stale...)
-	}
+	return s.run(ctx, "add", now, &inc, q)
 }
 
 // Load reads q in one pipelined round trip.
 func (s *RedisStore) Load(ctx context.Context, now time.Time, q Query) (Snapshot, error) {
-	p := s.c.Pipeline()
-	rc := s.queueReads(p, ctx, now, q)
-	if p.Len() == 0 {
-		return rc.snapshot(now)
+	return s.run(ctx, "load", now, nil, q)
+}
+
+func (s *RedisStore) run(ctx context.Context, op string, now time.Time, inc *Increment, q Query) (Snapshot, error) {
+	if inc != nil && len(q.Windows) == 0 {
+		q.Windows = inc.Windows
 	}
-	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return Snapshot{}, storeErr("load", err)
+	exec := func() (Snapshot, error) {
+		p := s.c.Pipeline()
+		rc := s.queue(ctx, p, now, inc, q)
+		if p.Len() == 0 {
+			return rc.snapshot()
+		}
+		if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return Snapshot{}, storeErr(op, err)
+		}
+		return rc.snapshot()
 	}
-	return rc.snapshot(now)
+	load := func() error {
+		if err := keyScript.Load(ctx, s.c).Err(); err != nil {
+			return storeErr("load script", err)
+		}
+		s.loaded.Store(true)
+		return nil
+	}
+	if len(q.Keys) > 0 && !s.loaded.Load() {
+		if err := load(); err != nil {
+			return Snapshot{}, err
+		}
+	}
+	snap, err := exec()
+	if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// Redis restarted and forgot the script (and the state with it):
+		// load it and try once more.
+		s.loaded.Store(false)
+		if err := load(); err != nil {
+			return Snapshot{}, err
+		}
+		return exec()
+	}
+	return snap, err
 }
 
 // SetMarker is SET (NX) PX.
@@ -375,7 +414,7 @@ func (s *RedisStore) FoldBaseline(ctx context.Context, user string, fn func(b *B
 			if len(drop) > 0 {
 				p.HDel(ctx, bk, drop...)
 			}
-			p.Expire(ctx, bk, 90*24*time.Hour)
+			p.Expire(ctx, bk, baselineTTL)
 			return nil
 		})
 		result = nb

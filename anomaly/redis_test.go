@@ -93,6 +93,23 @@ func TestRedisStoreMatchesMemory(t *testing.T) {
 			if got := snap.Counts["u:ana"][time.Hour]; got != want60 {
 				t.Errorf("1h = %+v, want %+v", got, want60)
 			}
+			// Later reads expire what left the window: (02:25, 02:35] holds
+			// 26..29; two hours later nothing, and counting starts afresh.
+			snap, _ = st.Load(ctx, at.Add(5*time.Minute), q)
+			if got := snap.Counts["u:ana"][10*time.Minute]; got.Requests != 4 || got.Bytes != 400 || got.Downloads != 2 {
+				t.Errorf("10m five minutes later = %+v", got)
+			}
+			if got := snap.Counts["u:ana"][time.Hour]; got.Requests != 30 {
+				t.Errorf("1h five minutes later = %+v", got)
+			}
+			later := at.Add(2 * time.Hour)
+			if snap, _ = st.Load(ctx, later, q); snap.Counts["u:ana"][time.Hour] != (Counts{}) {
+				t.Errorf("2h later = %+v", snap.Counts["u:ana"][time.Hour])
+			}
+			snap, err = st.Add(ctx, later, Increment{Keys: []string{"u:ana"}, Windows: ws, Bytes: 7, Path: "/new"}, q)
+			if err != nil || snap.Counts["u:ana"][time.Hour] != (Counts{Requests: 1, Bytes: 7, Paths: 1}) {
+				t.Errorf("after idle = %+v %v", snap.Counts["u:ana"][time.Hour], err)
+			}
 			// Markers: NX, TTL, list, delete.
 			if ok, err := st.SetMarker(ctx, "fired:r:u:ana", []byte("1"), time.Minute, true); !ok || err != nil {
 				t.Fatalf("first SET NX: %v %v", ok, err)
