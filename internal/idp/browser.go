@@ -2,6 +2,8 @@ package idp
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -25,7 +27,8 @@ func newGet(ctx context.Context, u string) (*http.Request, error) {
 // (and recorded), HTML forms filled and submitted. Hosts maps host names
 // (e.g. "chat.test") to the loopback address that serves them.
 type Browser struct {
-	Client *http.Client
+	Client    *http.Client
+	transport *http.Transport
 
 	mu      sync.Mutex
 	visited []string
@@ -56,7 +59,7 @@ func NewBrowser(hosts map[string]string) *Browser {
 		},
 		DisableKeepAlives: true,
 	}
-	b := &Browser{}
+	b := &Browser{transport: tr}
 	b.Client = &http.Client{
 		Jar:       jar,
 		Transport: tr,
@@ -70,6 +73,11 @@ func NewBrowser(hosts map[string]string) *Browser {
 		},
 	}
 	return b
+}
+
+// Trust makes the browser accept TLS certificates signed by pool.
+func (b *Browser) Trust(pool *x509.CertPool) {
+	b.transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 }
 
 func (b *Browser) record(u string) {
