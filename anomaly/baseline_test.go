@@ -37,12 +37,17 @@ func TestBaselineFold(t *testing.T) {
 // TestAboveBaseline: a user who usually makes ~100 requests an hour at
 // 10:00 is flagged at 5x that, not at 3x; a new user is never judged.
 func TestAboveBaseline(t *testing.T) {
+	t.Run("memory", func(t *testing.T) { testAboveBaseline(t, nil) })
+	t.Run("redis", func(t *testing.T) { testAboveBaseline(t, redisStore(t, startRedis(t).Addr)) })
+}
+
+func testAboveBaseline(t *testing.T, store Store) {
 	hk := mustZone(t, "Asia/Hong_Kong")
 	start := time.Date(2026, 11, 1, 10, 0, 0, 0, hk)
 	clk := newClock(start)
 	rec := &recorder{}
 	rule := Rule{Name: "unusual-volume", Window: time.Hour, AboveBaseline: 5, MinHistory: 7 * 24 * time.Hour, Actions: []Action{ActionAlert, ActionStepUp}}
-	d := newDetector(t, Options{Zone: hk, Clock: clk.Now, Hooks: rec.hooks(), Rules: []Rule{rule}})
+	d := newDetector(t, Options{Zone: hk, Clock: clk.Now, Hooks: rec.hooks(), Rules: []Rule{rule}, Store: store})
 	ana := Subject{User: "ana", Session: "s"}
 	ctx := t.Context()
 	observeN := func(s Subject, n int, spread time.Duration) {
@@ -56,7 +61,7 @@ func TestAboveBaseline(t *testing.T) {
 	}
 	// Ten days of 100 requests between 10:00 and 10:30.
 	for day := range 10 {
-		clk.t = start.Add(time.Duration(day) * 24 * time.Hour)
+		clk.Set(start.Add(time.Duration(day) * 24 * time.Hour))
 		observeN(ana, 100, 30*time.Minute)
 	}
 	// A new user's burst on day 10: no history, no flag.
@@ -70,7 +75,7 @@ func TestAboveBaseline(t *testing.T) {
 		t.Fatalf("new user flagged: %+v %v", r, err)
 	}
 	// Day 11: 300 requests (3x) — fine; then 250 more (5.5x) — unusual.
-	clk.t = start.Add(10 * 24 * time.Hour)
+	clk.Set(start.Add(10 * 24 * time.Hour))
 	observeN(ana, 300, 20*time.Minute)
 	if n := len(rec.Records()); n != 0 {
 		t.Fatalf("3x the baseline fired")
@@ -100,10 +105,10 @@ func TestBaselineFloor(t *testing.T) {
 		Rules: []Rule{{Name: "u", Window: time.Hour, AboveBaseline: 5, MinHistory: 24 * time.Hour, Actions: []Action{ActionAlert}}}})
 	s := Subject{User: "ana"}
 	for day := range 3 {
-		clk.t = start.Add(time.Duration(day) * 24 * time.Hour)
+		clk.Set(start.Add(time.Duration(day) * 24 * time.Hour))
 		_ = d.Observe(t.Context(), s, Observation{})
 	}
-	clk.t = time.Date(2026, 11, 4, 3, 0, 0, 0, hk)
+	clk.Set(time.Date(2026, 11, 4, 3, 0, 0, 0, hk))
 	for range 30 {
 		_ = d.Observe(t.Context(), s, Observation{})
 	}
