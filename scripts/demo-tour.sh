@@ -12,5 +12,5 @@ gh=${GATEHOUSE:-bin/gatehouse}
 echo "5. the audit log verifies offline"
 "$gh" audit verify "$dir/audit" --key "$dir/keys/audit.pub"
 echo "6. the compliance report lists the anomaly and the action: $dir/report.html"
-"$gh" audit report "$dir/audit" --format html > "$dir/report.html"
+"$gh" audit report "$dir/audit" --key "$dir/keys/audit.pub" --format html --out "$dir/report.html"
 grep -c "bulk-download-at-night" "$dir/report.html" >/dev/null && echo "   report mentions bulk-download-at-night"

@@ -129,7 +129,7 @@ Gatehouse demo{{if .At}} (clock set to {{.At}} Hong Kong time){{end}}
 
   Audit log, verified offline and reported:
     {{.Self}} audit verify {{.Dir}}/audit --key {{.Dir}}/keys/audit.pub
-    {{.Self}} audit report {{.Dir}}/audit --from 24h --to now --format html > {{.Dir}}/report.html
+    {{.Self}} audit report {{.Dir}}/audit --key {{.Dir}}/keys/audit.pub --format html --out {{.Dir}}/report.html
 
 Ctrl-C stops everything.
 `))
