@@ -2,10 +2,12 @@ package audit
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 )
@@ -237,4 +239,44 @@ func writeFile(t *testing.T, path string, b []byte) {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestVerifyLiveLog(t *testing.T) {
+	dir := t.TempDir()
+	k := testKey(t, "audit.test")
+	l := openTest(t, dir, k, func(o *Options) {
+		o.CheckpointInterval = 2 * time.Millisecond
+		o.GroupCommit = time.Millisecond
+		o.Clock = time.Now
+	})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := l.Append(context.Background(), decisionRec(i)); err != nil {
+				t.Error(err)
+				return
+			}
+			if i%50 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	for start := time.Now(); time.Since(start) < 400*time.Millisecond; {
+		if _, err := Verify(dir, VerifyOptions{Verifiers: []note.Verifier{verifierOf(t, k)}}); err != nil {
+			t.Fatalf("verify while the log is written: %v", err)
+		}
+	}
+	close(stop)
+	<-done
+	if n, _ := l.Size(); n < 100 {
+		t.Fatalf("only %d records written meanwhile", n)
+	}
+	l.Close(context.Background())
 }

@@ -376,3 +376,30 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+func TestAuditScheduledReport(t *testing.T) {
+	up, _ := echoUpstream(t, nil)
+	cfg, base := auditTestConfig(t, up.URL, "batch")
+	out := filepath.Join(base, "reports")
+	cfg.Audit.Reports = []config.AuditReport{{Every: config.Duration(150 * time.Millisecond), Format: "csv", Deliver: config.AuditReportTarget{Dir: out}}}
+	_, front := auditServer(t, cfg)
+	(&testFront{url: front}).get(t, "app.example.com", "/scheduled", nil)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		files, _ := filepath.Glob(filepath.Join(out, "audit-report-*.csv"))
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			if strings.Contains(string(b), "integrity,") && strings.Contains(string(b), ",verified,,,,true,") && strings.Contains(string(b), "route,,,decision,,app,,allow,1,") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			if len(files) > 0 {
+				b, _ := os.ReadFile(files[0])
+				t.Logf("last report:\n%s", b)
+			}
+			t.Fatalf("no verified scheduled report listing the request among %d in %s", len(files), out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

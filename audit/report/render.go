@@ -7,8 +7,14 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/gatehouse-dev/gatehouse/audit"
 )
 
 //go:embed report.html.tmpl
@@ -168,4 +174,51 @@ func renderHTML(w io.Writer, rep *Report) error {
 		return fmt.Errorf("render html report: %w", err)
 	}
 	return nil
+}
+
+// WriteFile renders the report into path atomically (temp file + rename).
+func WriteFile(path string, rep *Report, format string) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("write report %s: %w", path, err)
+	}
+	f, err := os.CreateTemp(dir, ".report-*")
+	if err != nil {
+		return fmt.Errorf("write report %s: %w", path, err)
+	}
+	err = Render(f, rep, format)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write report %s: %w", path, err)
+	}
+	return nil
+}
+
+// FromLog verifies the log in dir with vs (nil: its own key.pub), reads
+// the records in [o.From, o.To) (for o.User, if set) and builds the report.
+// A log that fails verification is an error unless unverified is set; the
+// report then says why it is not verified.
+func FromLog(dir string, vs []note.Verifier, ring *audit.Keyring, o Options, unverified bool) (*Report, error) {
+	integ := Integrity{}
+	sum, err := audit.Verify(dir, audit.VerifyOptions{Verifiers: vs})
+	switch {
+	case err == nil:
+		integ = Integrity{Verified: true, Records: sum.Records, Checkpoint: sum.Latest.Size, Root: sum.Latest.Root.String(),
+			Origin: sum.Latest.Origin, KeyFromLog: sum.KeyFromLog}
+	case unverified:
+		integ.Problem = err.Error()
+	default:
+		return nil, fmt.Errorf("report on %s: log does not verify: %w", dir, err)
+	}
+	recs, err := audit.Search(dir, ring, audit.Filter{From: o.From, To: o.To, User: o.User})
+	if err != nil {
+		return nil, fmt.Errorf("report on %s: %w", dir, err)
+	}
+	return Build(recs, integ, o), nil
 }
