@@ -11,16 +11,24 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/idp"
 )
 
+// mfaMaxAge is how long alice's second factor counts in the journey: long
+// enough to reach the wiki after signing in, short enough to wait out.
+const mfaMaxAge = 10 * time.Second
+
 // requestIDOnPage is how the error pages show the id to quote.
 var requestIDOnPage = regexp.MustCompile(`Request ID\s+(\S+)`)
 
 // TestStaffJourneyInChromium is issue 3's staff journey in a real headless
-// Chromium against the real test IdP and the whole Gatehouse:
+// Chromium against the real test IdP and the whole Gatehouse (screenshots
+// in test-artifacts/):
 //
 //  1. alice opens https://files.localhost/ → the IdP's sign-in page →
 //     password → one-time code → the file list, as alice;
 //  2. she opens the chat host: no IdP page (single sign-on via the central
-//     host), the chat page as alice;
+//     host), the chat page as alice; the wiki (mfa: required) likewise;
+//     once her second factor is older than mfa.max_age, the wiki (mfa:
+//     required) sends her back to the IdP (prompt=login, acr_values) and,
+//     after password and code, she is back on the wiki;
 //  3. she signs out (confirmation page, POST, the IdP's own sign-out) →
 //     opening files again asks to sign in;
 //  4. bob (password only) signs in on that page and lands on files; he
@@ -31,7 +39,7 @@ var requestIDOnPage = regexp.MustCompile(`Request ID\s+(\S+)`)
 //     finance group → the access-denied page with a request id, naming
 //     bob, and no policy internals; the audit log has that decision.
 func TestStaffJourneyInChromium(t *testing.T) {
-	s := startStack(t, stackOptions{})
+	s := startStack(t, stackOptions{MFAMaxAge: mfaMaxAge})
 	c := newChrome(t, s, centralName, filesName, chatName, wikiName)
 	idpPrefix := s.idp.Issuer + "/"
 
@@ -50,6 +58,7 @@ func TestStaffJourneyInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.fill("#otp", code)
+	mfaAt := time.Now()
 	c.submit("button[type=submit]")
 	c.expectAt(s.url(filesName, "/"))
 	c.expectText("Files", "report-01.pdf", "big.bin", "alice@example.com")
@@ -73,8 +82,46 @@ func TestStaffJourneyInChromium(t *testing.T) {
 	c.expectAt(s.url(wikiName, "/"))
 	c.expectText("Wiki", "alice@example.com")
 
-	// 3. Sign out everywhere: confirmation, POST, the IdP's sign-out.
+	// Step-up: once alice's second factor is older than mfa.max_age, the
+	// wiki sends her back to the IdP (prompt=login, max_age), and after
+	// password and code she is back on the wiki.
+	time.Sleep(time.Until(mfaAt.Add(mfaMaxAge + 1500*time.Millisecond)))
+	m = c.mark()
+	c.open(s.url(wikiName, "/"))
+	c.expectAt(idpPrefix + "interaction/")
+	c.expectText("Sign in to the test IdP")
+	c.shot("04-step-up-idp")
+	if !slices.ContainsFunc(c.since(m), func(u string) bool {
+		return strings.HasPrefix(u, idpPrefix+"auth?") && strings.Contains(u, "acr_values=") && strings.Contains(u, "prompt=login")
+	}) {
+		t.Errorf("step-up did not ask the IdP for a fresh MFA sign-in: %v", c.since(m))
+	}
+	c.fill("#username", idp.AliceUser)
+	c.fill("#password", idp.AlicePassword)
+	c.submit("button[type=submit]")
+	c.expectText("Enter your one-time code")
+	if code, err = idp.TOTP(idp.AliceTOTP, time.Now(), 6); err != nil {
+		t.Fatal(err)
+	}
+	c.fill("#otp", code)
+	c.submit("button[type=submit]")
+	c.expectAt(s.url(wikiName, "/"))
+	c.expectText("Wiki", "Onboarding", "alice@example.com")
+
+	// 3. Sign out everywhere: confirmation, POST, the IdP's sign-out. The
+	// step-up on the wiki made a new session id, so chat's cookie names
+	// the old one; chat's sign-out page must still offer to sign alice out
+	// (her session lives on at the central host and the wiki).
 	c.open(s.url(chatName, "/.gatehouse/logout"))
+	if strings.Contains(c.text(), "You are signed out") {
+		c.shot("stale-signed-out")
+		m = c.mark()
+		c.open(s.url(chatName, "/"))
+		if strings.HasPrefix(c.location(), s.url(chatName, "/")) && strings.Contains(c.text(), "alice@example.com") {
+			t.Errorf("after a step-up on another host, chat's sign-out page says \"You are signed out\" while alice is still signed in (chat opened again as alice via %v): authn's sign-out on a host whose cookie names a rotated session must sign out the central session (e.g. send the browser to the central host's sign-out), not claim success", c.since(m))
+		}
+		c.open(s.url(chatName, "/.gatehouse/logout"))
+	}
 	c.expectText("Sign out?", "alice@example.com")
 	if _, err := c.trySubmit("form[method=post] button[type=submit]"); err != nil {
 		// The sign-out form's page says "form-action 'self'", and browsers
@@ -110,7 +157,7 @@ func TestStaffJourneyInChromium(t *testing.T) {
 	c.open(s.url(wikiName, "/"))
 	c.expectAt(idpPrefix + "interaction/")
 	c.expectText("Sign in to the test IdP")
-	c.shot("04-step-up-idp")
+	c.shot("05-step-up-idp-bob")
 	if !slices.ContainsFunc(c.since(m), func(u string) bool {
 		return strings.HasPrefix(u, idpPrefix) && strings.Contains(u, "acr_values=")
 	}) {
@@ -124,7 +171,7 @@ func TestStaffJourneyInChromium(t *testing.T) {
 	if strings.Contains(c.text(), "Site settings") || strings.Contains(c.text(), "Onboarding") {
 		t.Fatal("the wiki was shown to a session without MFA")
 	}
-	c.shot("05-step-up-mfa-unavailable")
+	c.shot("06-step-up-mfa-unavailable")
 	// Opening it again does not start another round trip.
 	m = c.mark()
 	c.open(s.url(wikiName, "/"))
@@ -141,7 +188,7 @@ func TestStaffJourneyInChromium(t *testing.T) {
 		t.Errorf("denied page status %d, want 403", status)
 	}
 	txt := c.expectText("Access denied", "bob@example.com", "sign out")
-	c.shot("06-access-denied")
+	c.shot("07-access-denied")
 	mm := requestIDOnPage.FindStringSubmatch(txt)
 	if mm == nil {
 		t.Fatalf("no request id on the denied page:\n%s", txt)
@@ -158,8 +205,8 @@ func TestStaffJourneyInChromium(t *testing.T) {
 	// step-up, the denial (with its reason, kept from the user), the logout.
 	recs := s.auditRecords()
 	var deny *audit.Record
-	logins := map[string]bool{}
-	var stepUps, logouts int
+	logins, stepUps := map[string]bool{}, map[string]bool{}
+	var logouts int
 	for _, r := range recs {
 		switch r.Type {
 		case audit.TypeDecision:
@@ -169,7 +216,7 @@ func TestStaffJourneyInChromium(t *testing.T) {
 		case audit.TypeLogin:
 			logins[r.Subject] = r.MFA != nil && *r.MFA
 		case audit.TypeStepUp:
-			stepUps++
+			stepUps[r.Subject] = r.MFA != nil && *r.MFA
 		case audit.TypeLogout:
 			logouts++
 		}
@@ -186,7 +233,13 @@ func TestStaffJourneyInChromium(t *testing.T) {
 	if _, ok := logins[idp.BobUser]; !ok || logins[idp.BobUser] {
 		t.Errorf("bob's login record: present %v, mfa %v (want present, no MFA)", ok, logins[idp.BobUser])
 	}
-	if stepUps == 0 || logouts == 0 {
-		t.Errorf("audit: %d step-up and %d logout records", stepUps, logouts)
+	if mfa, ok := stepUps[idp.AliceUser]; !ok || !mfa {
+		t.Errorf("audit: alice's step-up record: present %v, mfa %v (want present, with MFA)", ok, mfa)
+	}
+	if mfa, ok := stepUps[idp.BobUser]; !ok || mfa {
+		t.Errorf("audit: bob's step-up record: present %v, mfa %v (want present, no MFA)", ok, mfa)
+	}
+	if logouts == 0 {
+		t.Error("audit: no logout record")
 	}
 }
