@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -48,6 +50,10 @@ type Options struct {
 	// Assess reports Blocked with reason store_unavailable.
 	FailOpen     bool
 	StoreTimeout time.Duration // bound on every store call; 0: 250ms
+	// StoreBackoff: after a store call timed out, requests do not wait on
+	// the store again for this long (they take the store-error path at
+	// once), so a hung Redis costs one timeout, not one per request; 0: 1s.
+	StoreBackoff time.Duration
 	BlockFor     time.Duration // default block duration; 0: 1h
 	StepUpFor    time.Duration // how long a step-up request stands; 0: 12h
 	Alpha        float64       // EWMA weight of the newest hour; 0: 0.25
@@ -161,6 +167,8 @@ type Detector struct {
 	store    Store
 	clock    func() time.Time
 
+	hungUntil atomic.Int64 // unix ns (process clock) until which the store is not waited on
+
 	mu    sync.Mutex
 	local map[string]Block // blocks made here: enforced even when the store is down (fail open)
 
@@ -182,6 +190,9 @@ func New(opts Options) (*Detector, error) {
 	}
 	if opts.StoreTimeout <= 0 {
 		opts.StoreTimeout = 250 * time.Millisecond
+	}
+	if opts.StoreBackoff <= 0 {
+		opts.StoreBackoff = time.Second
 	}
 	if opts.BlockFor <= 0 {
 		opts.BlockFor = time.Hour
@@ -326,7 +337,23 @@ func markerNames(s Subject) []string {
 	return m
 }
 
+// ErrStoreBackoff is returned (wrapping ErrStore) while the store is not
+// waited on after a timeout.
+var ErrStoreBackoff = fmt.Errorf("%w: timed out recently, not waited on", ErrStore)
+
+// storeHung reports whether the store timed out within StoreBackoff.
+func (d *Detector) storeHung() bool { return time.Now().UnixNano() < d.hungUntil.Load() }
+
+// noteStoreErr starts the backoff when err is a timeout.
+func (d *Detector) noteStoreErr(err error) {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		d.hungUntil.Store(time.Now().Add(d.opts.StoreBackoff).UnixNano())
+	}
+}
+
 func (d *Detector) storeErr(op string, err error) {
+	d.noteStoreErr(err)
 	if d.opts.Hooks.OnStoreError != nil {
 		d.opts.Hooks.OnStoreError(op, err)
 	}
@@ -354,9 +381,13 @@ func (d *Detector) Assess(ctx context.Context, s Subject) (Risk, error) {
 	if d.baseline {
 		q.Baselines = []string{userKey(s)}
 	}
-	sctx, cancel := d.bounded(ctx)
-	snap, err := d.store.Load(sctx, now, q)
-	cancel()
+	var snap Snapshot
+	err := ErrStoreBackoff
+	if !d.storeHung() {
+		sctx, cancel := d.bounded(ctx)
+		snap, err = d.store.Load(sctx, now, q)
+		cancel()
+	}
 	if err != nil {
 		d.storeErr("assess", err)
 		risk.Flags = append(risk.Flags, FlagStoreUnavail)
@@ -444,9 +475,13 @@ func (d *Detector) Observe(ctx context.Context, s Subject, o Observation) error 
 		inc.BaselineUser, inc.Period = uk, cur
 		q.Baselines = []string{uk}
 	}
-	sctx, cancel := d.bounded(ctx)
-	snap, err := d.store.Add(sctx, now, inc, q)
-	cancel()
+	var snap Snapshot
+	err := ErrStoreBackoff
+	if !d.storeHung() {
+		sctx, cancel := d.bounded(ctx)
+		snap, err = d.store.Add(sctx, now, inc, q)
+		cancel()
+	}
 	if err != nil {
 		d.storeErr("observe", err)
 		return fmt.Errorf("observe: %w", err)

@@ -264,3 +264,51 @@ func TestFailOpenKeepsLocalBlocks(t *testing.T) {
 		t.Fatal("fail_open refused an unblocked user")
 	}
 }
+
+// TestHungStoreBacksOff: a Redis that accepts connections but never
+// answers costs one StoreTimeout; the requests right after take the
+// store-error path at once (failing closed), and the store is tried again
+// after StoreBackoff.
+func TestHungStoreBacksOff(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	c := redis.NewClient(&redis.Options{Addr: l.Addr().String(), ContextTimeoutEnabled: true, MaxRetries: -1, DialerRetries: 1})
+	defer c.Close()
+	d := newDetector(t, Options{Store: NewRedisStore(c, "t:"), StoreTimeout: 200 * time.Millisecond, StoreBackoff: 400 * time.Millisecond,
+		Rules: []Rule{{Name: "x", Window: time.Hour, RequestsOver: 10, Actions: []Action{ActionAlert}}}})
+	ctx := t.Context()
+	timed := func() (Risk, error, time.Duration) {
+		start := time.Now()
+		r, err := d.Assess(ctx, Subject{User: "ana"})
+		return r, err, time.Since(start)
+	}
+	r, err, el := timed()
+	if !errors.Is(err, ErrStore) || !r.Blocked || el < 150*time.Millisecond || el > time.Second {
+		t.Fatalf("first call: %+v %v after %v", r, err, el)
+	}
+	for range 5 {
+		r, err, el := timed()
+		if !errors.Is(err, ErrStoreBackoff) || !r.Blocked || el > 20*time.Millisecond {
+			t.Fatalf("during backoff: %+v %v after %v", r, err, el)
+		}
+	}
+	if err := d.Observe(ctx, Subject{User: "ana"}, Observation{}); !errors.Is(err, ErrStoreBackoff) {
+		t.Fatalf("observe during backoff: %v", err)
+	}
+	time.Sleep(450 * time.Millisecond)
+	if _, err, el := timed(); errors.Is(err, ErrStoreBackoff) || el < 150*time.Millisecond {
+		t.Fatalf("after backoff the store was not tried again: %v after %v", err, el)
+	}
+}
