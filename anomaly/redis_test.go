@@ -289,17 +289,17 @@ func TestHungStoreBacksOff(t *testing.T) {
 	d := newDetector(t, Options{Store: NewRedisStore(c, "t:"), StoreTimeout: 200 * time.Millisecond, StoreBackoff: 400 * time.Millisecond,
 		Rules: []Rule{{Name: "x", Window: time.Hour, RequestsOver: 10, Actions: []Action{ActionAlert}}}})
 	ctx := t.Context()
-	timed := func() (Risk, error, time.Duration) {
+	timed := func() (Risk, time.Duration, error) {
 		start := time.Now()
 		r, err := d.Assess(ctx, Subject{User: "ana"})
-		return r, err, time.Since(start)
+		return r, time.Since(start), err
 	}
-	r, err, el := timed()
+	r, el, err := timed()
 	if !errors.Is(err, ErrStore) || !r.Blocked || el < 150*time.Millisecond || el > time.Second {
 		t.Fatalf("first call: %+v %v after %v", r, err, el)
 	}
 	for range 5 {
-		r, err, el := timed()
+		r, el, err := timed()
 		if !errors.Is(err, ErrStoreBackoff) || !r.Blocked || el > 20*time.Millisecond {
 			t.Fatalf("during backoff: %+v %v after %v", r, err, el)
 		}
@@ -308,7 +308,7 @@ func TestHungStoreBacksOff(t *testing.T) {
 		t.Fatalf("observe during backoff: %v", err)
 	}
 	time.Sleep(450 * time.Millisecond)
-	if _, err, el := timed(); errors.Is(err, ErrStoreBackoff) || el < 150*time.Millisecond {
+	if _, el, err := timed(); errors.Is(err, ErrStoreBackoff) || el < 150*time.Millisecond {
 		t.Fatalf("after backoff the store was not tried again: %v after %v", err, el)
 	}
 }
