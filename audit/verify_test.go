@@ -263,7 +263,7 @@ func TestVerifyLiveLog(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			if i%50 == 0 {
+			if i%10 == 0 {
 				time.Sleep(time.Millisecond)
 			}
 		}
