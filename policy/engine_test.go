@@ -467,3 +467,35 @@ func TestShadowDisagreements(t *testing.T) {
 		t.Fatalf("disagreement not reported: %+v", got)
 	}
 }
+
+// A change to a data file in a new subdirectory is picked up too (the
+// watcher follows new directories).
+func TestWatchDataAndNewDirs(t *testing.T) {
+	dir := writePolicy(t, map[string]string{"p.rego": "package gatehouse.authz\ndefault allow := false\nallow if input.user.email in data.team.members\n"})
+	events := make(chan ReloadEvent, 16)
+	e, err := New(context.Background(), Options{Dir: dir, Watch: true, Debounce: 20 * time.Millisecond,
+		OnReload: func(ev ReloadEvent) { events <- ev }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	<-events
+	if d, _ := e.Decide(context.Background(), baseInput()); d.Allowed() {
+		t.Fatal("allowed before the data existed")
+	}
+	if err := os.Mkdir(filepath.Join(dir, "team"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // let the watcher add the new directory
+	write(t, dir, "team/data.yaml", "members: [ana@example.com]\n")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if d, _ := e.Decide(context.Background(), baseInput()); d.Allowed() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("data.yaml in a new directory never loaded")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
