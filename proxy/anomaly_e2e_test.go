@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -590,4 +591,25 @@ func anomalyRedisB(b *testing.B) (string, int, func()) {
 		}
 	}
 	return addr, cmd.Process.Pid, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+}
+
+// TestAnomalyRevokeNeedsRevocation: a rule with action revoke builds with
+// the authn stage (which can revoke) and fails at start without one.
+func TestAnomalyRevokeNeedsRevocation(t *testing.T) {
+	cfg := anomalyConfig("http://127.0.0.1:1")
+	cfg.Anomaly.Rules[0].Action = []string{"alert", "revoke"}
+	for _, tc := range []struct {
+		name string
+		auth Authenticator
+		ok   bool
+	}{{"authn stage", &authnStage{}, true}, {"no revocation", &fakeAuth{}, false}, {"no authenticator", nil, false}} {
+		w := &Wiring{Config: cfg, Auth: tc.auth, Clock: time.Now, mux: http.NewServeMux(), adminMux: http.NewServeMux(), Metrics: prometheus.NewRegistry()}
+		err := buildAnomaly(context.Background(), w)
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, anomaly.ErrBadRule)) {
+			t.Errorf("%s: err = %v", tc.name, err)
+		}
+		for i := len(w.onClose) - 1; i >= 0; i-- {
+			_ = w.onClose[i](context.Background())
+		}
+	}
 }

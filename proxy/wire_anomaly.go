@@ -44,6 +44,18 @@ type sessionRevoker interface {
 	RevokeSession(ctx context.Context, id, reason string) error
 }
 
+// authnRevoker gives the revoke action authn's revocation (every host and
+// replica), through the Authn serving now.
+type authnRevoker struct{ st *authnStage }
+
+func (r authnRevoker) RevokeUser(ctx context.Context, subject, reason string) error {
+	return r.st.a.Load().RevokeUser(ctx, subject, reason)
+}
+
+func (r authnRevoker) RevokeSession(ctx context.Context, id, reason string) error {
+	return r.st.a.Load().RevokeSession(ctx, id, reason)
+}
+
 // anomalyStage adapts *anomaly.Detector to the proxy's stage interfaces.
 type anomalyStage struct {
 	d       *anomaly.Detector
@@ -125,8 +137,11 @@ func buildAnomaly(ctx context.Context, w *Wiring) error {
 		return err
 	}
 	opts.Clock = w.Clock
-	if rv, ok := w.Auth.(sessionRevoker); ok {
-		opts.Revoker = rv
+	switch a := w.Auth.(type) {
+	case sessionRevoker:
+		opts.Revoker = a
+	case *authnStage:
+		opts.Revoker = authnRevoker{a}
 	}
 	if opts.Store == nil && st.cfg.Store == "redis" {
 		st.redis = newAnomalyRedis(w.Config.Redis)
