@@ -302,8 +302,7 @@ func TestLogoutEverywhere(t *testing.T) {
 		t.Fatalf("forged csrf: %v %d", err, p2.Status)
 	}
 	rg.b.Visited()
-	p, err := rg.b.Submit(p, form, nil)
-	if err != nil {
+	if _, err := rg.b.Submit(p, form, nil); err != nil {
 		t.Fatal(err)
 	}
 	visited := strings.Join(rg.b.Visited(), "\n")
