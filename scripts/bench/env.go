@@ -23,6 +23,7 @@ import (
 // env is what every row shares: certificates, the upstream, ports.
 type env struct {
 	dir               string
+	root              string // the repository (test/idp, examples/policies)
 	caPEM             []byte
 	certFile, keyFile string
 	upstream          string
@@ -31,7 +32,11 @@ type env struct {
 }
 
 func newEnv(ctx context.Context, dir string) (*env, error) {
-	e := &env{dir: dir}
+	root, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	e := &env{dir: dir, root: root}
 	if err := e.makeCerts(); err != nil {
 		return nil, fmt.Errorf("certificates: %w", err)
 	}

@@ -46,7 +46,6 @@ func (r result) cpuPerReq() time.Duration {
 // and the server process whose CPU time is read.
 type target struct {
 	url     string
-	host    string // SNI and Host
 	headers http.Header
 	pid     int
 }
@@ -56,6 +55,7 @@ func newClient(caPEM []byte, conc int, h2 bool) *http.Client {
 	pool.AppendCertsFromPEM(caPEM)
 	tr := &http.Transport{
 		TLSClientConfig:     &tls.Config{RootCAs: pool},
+		DialContext:         loopbackDialer(),
 		MaxIdleConns:        conc * 2,
 		MaxIdleConnsPerHost: conc * 2,
 		ForceAttemptHTTP2:   h2,
@@ -84,7 +84,6 @@ func drive(ctx context.Context, c *http.Client, t target, conc int, d time.Durat
 			defer wg.Done()
 			for ctx.Err() == nil {
 				req, _ := http.NewRequestWithContext(ctx, "GET", t.url, nil)
-				req.Host = t.host
 				for k, v := range t.headers {
 					req.Header[k] = v
 				}

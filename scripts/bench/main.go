@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -39,17 +40,18 @@ func main() {
 	rounds := flag.Int("rounds", 2, "rounds per server per row (alternating)")
 	conc := flag.Int("c", 32, "concurrent clients")
 	h2 := flag.Bool("h2", false, "HTTP/2 between client and proxies")
+	keep := flag.Bool("keep", false, "keep the rows' directories (configs, logs, audit logs)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *gatehouse, *rowsFlag, *round, *rounds, *conc, *h2); err != nil {
+	if err := run(ctx, *gatehouse, *rowsFlag, *round, *rounds, *conc, *h2, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, gh, rowsFlag string, round time.Duration, rounds, conc int, h2 bool) error {
+func run(ctx context.Context, gh, rowsFlag string, round time.Duration, rounds, conc int, h2, keep bool) error {
 	gh, err := filepath.Abs(gh)
 	if err != nil {
 		return err
@@ -58,7 +60,11 @@ func run(ctx context.Context, gh, rowsFlag string, round time.Duration, rounds, 
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if keep {
+		fmt.Fprintln(os.Stderr, "bench: keeping", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	env, err := newEnv(ctx, dir)
 	if err != nil {
 		return err
@@ -91,8 +97,8 @@ func run(ctx context.Context, gh, rowsFlag string, round time.Duration, rounds, 
 		if err != nil {
 			return fmt.Errorf("row %s: %w", r.name, err)
 		}
-		bt := target{url: "https://127.0.0.1:" + env.barePort + "/", host: "app.localhost", pid: barePID}
-		gt := target{url: "https://127.0.0.1:" + inst.port + r.path, host: "app.localhost", headers: inst.headers, pid: inst.pid}
+		bt := target{url: "https://app.localhost:" + env.barePort + "/", pid: barePID}
+		gt := target{url: "https://app.localhost:" + inst.port + r.path, headers: inst.headers, pid: inst.pid}
 		// Warm both (connections, caches), then alternate.
 		drive(ctx, client, bt, conc, 500*time.Millisecond)
 		drive(ctx, client, gt, conc, 500*time.Millisecond)
@@ -168,7 +174,8 @@ func bareProxy(args []string) {
 		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(u); pr.SetXForwarded() },
 		Transport:  &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute},
 		BufferPool: newBufferPool(),
-		ErrorLog:   nil,
+		// Cancelled requests at the end of a round are expected.
+		ErrorLog: log.New(io.Discard, "", 0),
 	}
 	srv := &http.Server{Addr: args[0], Handler: rp, ReadHeaderTimeout: 10 * time.Second}
 	if err := srv.ListenAndServeTLS(args[2], args[3]); err != nil {
