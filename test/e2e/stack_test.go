@@ -97,6 +97,9 @@ session:
   idle_timeout: 30m
 policy:
   dir: {{.PolicyDir}}
+  # The 50ms default fails closed under -race on a busy machine; the
+  # timeout itself is tested in policy/.
+  timeout: 2s
 audit:
   dir: {{.Dir}}/audit
   signing_key_file: {{.Dir}}/audit.key
