@@ -13,7 +13,7 @@ import (
 
 // mfaMaxAge is how long alice's second factor counts in the journey: long
 // enough to reach the wiki after signing in, short enough to wait out.
-const mfaMaxAge = 10 * time.Second
+const mfaMaxAge = 15 * time.Second
 
 // requestIDOnPage is how the error pages show the id to quote.
 var requestIDOnPage = regexp.MustCompile(`Request ID\s+(\S+)`)
