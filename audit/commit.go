@@ -61,13 +61,12 @@ func (l *Log) commit() {
 	target := l.n
 	l.mu.Unlock()
 
-	// The segment and the stored hashes are fsynced in parallel: with one
-	// journal commit covering both, always mode waits for about one fsync.
-	hashErr := make(chan error, 1)
-	go func() { hashErr <- l.writeHashes(onDisk, hs) }()
+	// Only the records are fsynced here: they are the evidence, and the
+	// stored hashes after the last checkpoint are rebuilt from them on
+	// restart. The hashes file is fsynced before each checkpoint is signed.
 	err := l.writeChunks(chunks)
-	if herr := <-hashErr; err == nil {
-		err = herr
+	if err == nil {
+		err = l.writeHashes(onDisk, hs, false)
 	}
 	if err != nil {
 		l.fail(err)
@@ -133,19 +132,20 @@ func (l *Log) writeChunks(chunks []chunk) error {
 	return nil
 }
 
-func (l *Log) writeHashes(onDisk int64, hs []tlog.Hash) error {
-	if len(hs) == 0 {
-		return nil
+func (l *Log) writeHashes(onDisk int64, hs []tlog.Hash, sync bool) error {
+	if len(hs) > 0 {
+		buf := make([]byte, 0, len(hs)*tlog.HashSize)
+		for _, h := range hs {
+			buf = append(buf, h[:]...)
+		}
+		if _, err := l.hashFile.WriteAt(buf, onDisk*tlog.HashSize); err != nil {
+			return fmt.Errorf("write stored hashes: %w", err)
+		}
 	}
-	buf := make([]byte, 0, len(hs)*tlog.HashSize)
-	for _, h := range hs {
-		buf = append(buf, h[:]...)
-	}
-	if _, err := l.hashFile.WriteAt(buf, onDisk*tlog.HashSize); err != nil {
-		return fmt.Errorf("write stored hashes: %w", err)
-	}
-	if err := l.hashFile.Sync(); err != nil {
-		return fmt.Errorf("fsync stored hashes: %w", err)
+	if sync {
+		if err := l.hashFile.Sync(); err != nil {
+			return fmt.Errorf("fsync stored hashes: %w", err)
+		}
 	}
 	return nil
 }
@@ -169,6 +169,12 @@ func (l *Log) checkpoint(force bool) error {
 	l.mu.Unlock()
 	if err != nil {
 		l.fail(fmt.Errorf("checkpoint tree hash: %w", err))
+		return err
+	}
+	// Hashes up to n are in the file (commit wrote them); make them durable
+	// before a checkpoint vouches for them: restart trusts them up to there.
+	if err := l.writeHashes(0, nil, true); err != nil {
+		l.fail(err)
 		return err
 	}
 	cp := Checkpoint{Origin: l.opts.Origin, Size: n, Root: root, Time: l.opts.Clock().UTC()}
@@ -266,19 +272,24 @@ func (l *Log) recover() error {
 			}
 		}
 	}
-	// Stored hashes: keep the prefix that covers whole records, recompute
-	// the rest from the records.
+	// The last checkpoint: stored hashes are durable up to its size.
+	cp, haveCP, err := l.loadLastCheckpoint()
+	if err != nil {
+		return err
+	}
+	if haveCP && cp.Size > n {
+		return fmt.Errorf("%w: last checkpoint covers %d records, the log has %d (truncated)", ErrTailMismatch, cp.Size, n)
+	}
+	// Stored hashes: keep the prefix that covers whole records up to the
+	// last checkpoint (fsynced before it was signed); recompute the rest
+	// from the records, which are what was fsynced.
 	st, err := l.hashFile.Stat()
 	if err != nil {
 		return fmt.Errorf("stat stored hashes: %w", err)
 	}
 	have := st.Size() / tlog.HashSize
-	var covered int64 // records whose hashes are all stored
-	if need := tlog.StoredHashCount(n); have >= need {
-		covered = n
-	} else {
-		covered = recordsCovered(have)
-	}
+	covered := recordsCovered(have) // records whose hashes are all stored
+	covered = min(covered, n, cp.Size)
 	if err := l.hashFile.Truncate(tlog.StoredHashCount(covered) * tlog.HashSize); err != nil {
 		return fmt.Errorf("truncate stored hashes: %w", err)
 	}
@@ -303,13 +314,24 @@ func (l *Log) recover() error {
 	// Persist recomputed hashes before anything else is appended.
 	if len(l.hashes.pending) > 0 {
 		hs := l.hashes.pending
-		if err := l.writeHashes(l.hashes.onDisk, hs); err != nil {
+		if err := l.writeHashes(l.hashes.onDisk, hs, true); err != nil {
 			return err
 		}
 		l.hashes.onDisk += int64(len(hs))
 		l.hashes.pending = nil
 	}
-	return l.checkLastCheckpoint(n)
+	if !haveCP {
+		return nil
+	}
+	root, err := tlog.TreeHash(cp.Size, &l.hashes)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrTailMismatch, err)
+	}
+	if root != cp.Root {
+		return fmt.Errorf("%w: tree of %d records has root %s, checkpoint says %s", ErrTailMismatch, cp.Size, root, cp.Root)
+	}
+	l.lastCP, l.haveCP = cp, true
+	return nil
 }
 
 // recordsCovered returns the largest n with StoredHashCount(n) <= have.
@@ -396,41 +418,39 @@ func readTail(s segmentInfo) (lines [][]byte, size int64, err error) {
 	}
 }
 
-// checkLastCheckpoint opens the checkpoint history (dropping a torn final
-// note) and checks that the last checkpoint is signed by a known key, covers
-// no more than n records and has the root of the tree at its size.
-func (l *Log) checkLastCheckpoint(n int64) error {
+// loadLastCheckpoint opens the checkpoint history for appending (dropping
+// a torn final note) and returns its last checkpoint, which must be signed
+// by a key of key.pub or the current key.
+func (l *Log) loadLastCheckpoint() (Checkpoint, bool, error) {
 	path := filepath.Join(l.dir, checkpointsFile)
 	data, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("read checkpoints: %w", err)
+		return Checkpoint{}, false, fmt.Errorf("read checkpoints: %w", err)
 	}
 	notes, good, err := scanNotes(data)
 	if err != nil && !errors.Is(err, errIncompleteNote) {
-		return fmt.Errorf("%w: checkpoint history: %v", ErrTailMismatch, err)
+		return Checkpoint{}, false, fmt.Errorf("%w: checkpoint history: %v", ErrTailMismatch, err)
 	}
 	if l.cpFile, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644); err != nil {
-		return fmt.Errorf("open checkpoints: %w", err)
+		return Checkpoint{}, false, fmt.Errorf("open checkpoints: %w", err)
 	}
 	if err := l.cpFile.Truncate(int64(good)); err != nil {
-		return fmt.Errorf("truncate torn checkpoint: %w", err)
+		return Checkpoint{}, false, fmt.Errorf("truncate torn checkpoint: %w", err)
 	}
 	if _, err := l.cpFile.Seek(0, io.SeekEnd); err != nil {
-		return fmt.Errorf("seek checkpoints: %w", err)
+		return Checkpoint{}, false, fmt.Errorf("seek checkpoints: %w", err)
 	}
 	if len(notes) == 0 {
 		// No checkpoint yet (new log, or a crash before the first one):
 		// nothing signed to contradict. A deleted history is caught by
 		// `audit verify` against a published checkpoint.
-		return nil
+		return Checkpoint{}, false, nil
 	}
 	vs, err := readKeyList(filepath.Join(l.dir, pubKeyFile))
 	if err != nil {
-		return err
+		return Checkpoint{}, false, err
 	}
 	vs = append(vs, l.opts.Key.Verifier)
-	var cp Checkpoint
-	var opened bool
 	var lastErr error
 	for _, vk := range vs {
 		v, err := ParseVerifierKey(vk)
@@ -439,26 +459,11 @@ func (l *Log) checkLastCheckpoint(n int64) error {
 		}
 		c, err := OpenCheckpoint(notes[len(notes)-1], v)
 		if err == nil {
-			cp, opened = c, true
-			break
+			return c, true, nil
 		}
 		lastErr = err
 	}
-	if !opened {
-		return fmt.Errorf("%w: last checkpoint: %v", ErrTailMismatch, lastErr)
-	}
-	if cp.Size > n {
-		return fmt.Errorf("%w: last checkpoint covers %d records, the log has %d (truncated)", ErrTailMismatch, cp.Size, n)
-	}
-	root, err := tlog.TreeHash(cp.Size, &l.hashes)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrTailMismatch, err)
-	}
-	if root != cp.Root {
-		return fmt.Errorf("%w: tree of %d records has root %s, checkpoint says %s", ErrTailMismatch, cp.Size, root, cp.Root)
-	}
-	l.lastCP, l.haveCP = cp, true
-	return nil
+	return Checkpoint{}, false, fmt.Errorf("%w: last checkpoint: %v", ErrTailMismatch, lastErr)
 }
 
 // readKeyList reads key.pub: one verifier key per line, newest first.
