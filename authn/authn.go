@@ -157,7 +157,7 @@ func (a *Authn) emit(ctx context.Context, r *http.Request, ev Event) error {
 		if ev.Host == "" {
 			ev.Host = requestHost(r)
 		}
-		ev.ClientIP = clientIP(r)
+		ev.ClientIP = a.o.ClientIP(r)
 	}
 	if err := a.o.Events(ctx, ev); err != nil {
 		return fmt.Errorf("record %s event: %w", ev.Type, err)

@@ -62,6 +62,10 @@ type Options struct {
 	// route named after the host, MFA optional.
 	RouteFor func(host, path string) (Route, bool)
 
+	// ClientIP is the client address recorded in events. Default: the
+	// peer address of the request.
+	ClientIP func(r *http.Request) string
+
 	Clock  func() time.Time
 	Logger *slog.Logger
 }
@@ -270,6 +274,9 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.ClientIP == nil {
+		c.ClientIP = clientIP
 	}
 	if c.ForwardAuthTrusted == nil {
 		c.ForwardAuthTrusted = loopbackCaller

@@ -235,6 +235,11 @@ func TestLoginThroughProxy(t *testing.T) {
 	if e.rec.count("login") != 1 {
 		t.Errorf("login events: %+v", e.rec.Events())
 	}
+	for _, ev := range e.rec.Events() {
+		if ev.Type == "login" && (ev.Subject != "alice" || ev.ClientIP != "127.0.0.1" || ev.SessionID == "") {
+			t.Errorf("login event %+v", ev)
+		}
+	}
 }
 
 func TestStepUpThroughProxy(t *testing.T) {

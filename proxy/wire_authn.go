@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
@@ -46,6 +47,7 @@ type authnStage struct {
 	rdb   redis.UniversalClient
 	// storeKey says which settings built store; a reload changing them is refused.
 	storeKey string
+	events   *prometheus.CounterVec
 }
 
 func buildAuthn(ctx context.Context, w *Wiring) error {
@@ -60,6 +62,15 @@ func buildAuthn(ctx context.Context, w *Wiring) error {
 	}
 	st.log = st.log.Named("authn")
 	st.storeKey = authnStoreKey(cfg)
+	st.events = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gatehouse_authn_events_total",
+		Help: "Authentication events by type (login, login_failure, logout, step_up, session_revoked) and outcome.",
+	}, []string{"type", "outcome"})
+	if w.Metrics != nil {
+		if err := w.Metrics.Register(st.events); err != nil {
+			return fmt.Errorf("register authn metrics: %w", err)
+		}
+	}
 	if redisNeeded(cfg) {
 		st.rdb = newAnomalyRedis(cfg.Redis)
 		st.store = authn.NewRedisStore(st.rdb, "")
@@ -120,6 +131,16 @@ func (st *authnStage) build(cfg *config.Config) (*authn.Authn, error) {
 	trusted, err := parseTrusted(cfg.TrustedProxies)
 	if err != nil {
 		return nil, err
+	}
+	hp, err := newHeaderPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	o.ClientIP = func(r *http.Request) string {
+		if a := hp.clientIP(r); a.IsValid() {
+			return a.String()
+		}
+		return ""
 	}
 	o.ForwardAuthTrusted = func(r *http.Request) bool {
 		a := remoteAddr(r)
@@ -339,6 +360,7 @@ func (st *authnStage) UpstreamHeaders(req *Request, id Identity, h http.Header) 
 
 // record sends an authn event to the audit log.
 func (st *authnStage) record(ctx context.Context, ev authn.Event) error {
+	st.events.WithLabelValues(ev.Type, ev.Outcome).Inc()
 	if st.w.Recorder == nil {
 		return nil
 	}
