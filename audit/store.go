@@ -124,6 +124,7 @@ type hashStore struct {
 	pending []tlog.Hash // hashes onDisk, onDisk+1, ...
 }
 
+// ReadHashes implements tlog.HashReader.
 func (s *hashStore) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
 	for i, x := range indexes {
@@ -144,6 +145,7 @@ func (s *hashStore) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 // memHashes is an in-memory HashReader (verifier, tests).
 type memHashes []tlog.Hash
 
+// ReadHashes implements tlog.HashReader.
 func (m memHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
 	for i, x := range indexes {

@@ -43,6 +43,7 @@ type Problem struct {
 	Detail  string
 }
 
+// Error describes the problem: kind, where (segment, line, index) and what.
 func (p *Problem) Error() string {
 	s := string(p.Kind)
 	if p.Segment != "" {
