@@ -227,7 +227,9 @@ func (s *Server) decide(w *responseWriter, r *http.Request, x *exchange) bool {
 	}
 
 	needMFA := dec.RequireMFA || risk.StepUp || x.route.Info.MFA == "required" && !x.route.Info.Public
-	if needMFA && !id.MFA {
+	// An anomaly step-up asks again even of a session that has MFA: the
+	// point is a fresh proof (authn clears it once auth_time is newer).
+	if risk.StepUp || (needMFA && !id.MFA) {
 		reason := ReasonMFARequired
 		if risk.StepUp && risk.Reason != "" {
 			reason += ":" + risk.Reason
