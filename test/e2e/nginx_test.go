@@ -33,7 +33,14 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/testenv"
 )
 
-const legacyName = "legacy.localhost" // the app nginx serves
+// The apps nginx serves, on 127.0.0.2 and Gatehouse's own port number (so
+// that the URLs forward-auth is asked about carry external_url's port, as
+// when both listen on :443 of different machines).
+const (
+	legacyName = "legacy.localhost"
+	vaultName  = "vault.localhost" // mfa: required
+	nginxIP    = "127.0.0.2"
+)
 
 // nginxConf is an nginx in front of a legacy app, asking Gatehouse's
 // forward-auth endpoint about every request (auth_request), copying the
@@ -57,10 +64,13 @@ http {
   proxy_ssl_verify on;
   proxy_ssl_trusted_certificate {{.CA}};
   proxy_ssl_server_name on;
+  # one upstream TLS session per name: a session resumed for another
+  # name would bring that name's certificate
+  proxy_ssl_session_reuse off;
 
   server {
-    listen 127.0.0.1:{{.Port}} ssl;
-    server_name {{.Host}};
+    listen {{.IP}}:{{.Port}} ssl;
+    server_name {{.Hosts}};
     ssl_certificate {{.Dir}}/nginx.crt;
     ssl_certificate_key {{.Dir}}/nginx.key;
 
@@ -78,7 +88,7 @@ http {
 
     location /.gatehouse/ {
       proxy_pass https://127.0.0.1:{{.Gatehouse}};
-      proxy_ssl_name {{.Host}};
+      proxy_ssl_name $host;
       proxy_set_header Host $http_host;
       proxy_set_header X-Real-IP $remote_addr;
     }
@@ -139,19 +149,21 @@ func startLegacyApp(t *testing.T) *legacyApp {
 	return a
 }
 
-// startNginx runs nginx with nginxConf until t ends and returns the
-// certificate it serves (self-signed for legacyName).
-func startNginx(t *testing.T, s *stack, port int, app string) *x509.Certificate {
+// startNginx runs nginx with nginxConf on nginxIP and Gatehouse's port
+// until t ends and returns the certificate it serves (self-signed for
+// names).
+func startNginx(t *testing.T, s *stack, app string, names ...string) *x509.Certificate {
 	t.Helper()
 	bin := testenv.NeedBinary(t, "nginx")
 	dir := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cert := selfSigned(t, dir, legacyName)
+	cert := selfSigned(t, dir, names...)
+	port := s.port
 	var b bytes.Buffer
 	if err := nginxConf.Execute(&b, map[string]any{
-		"Dir": dir, "CA": s.caFile, "Port": port, "Host": legacyName, "Gatehouse": s.port,
+		"Dir": dir, "CA": s.caFile, "IP": nginxIP, "Port": port, "Hosts": strings.Join(names, " "), "Gatehouse": s.port,
 		"Central": centralName, "App": app,
 	}); err != nil {
 		t.Fatal(err)
@@ -186,9 +198,12 @@ func startNginx(t *testing.T, s *stack, port int, app string) *x509.Certificate 
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(nginxIP, fmt.Sprint(port)), time.Second)
 		if err == nil {
 			_ = c.Close()
+			for _, n := range names {
+				s.dial[n] = nginxIP
+			}
 			return cert
 		}
 		select {
@@ -203,16 +218,16 @@ func startNginx(t *testing.T, s *stack, port int, app string) *x509.Certificate 
 	}
 }
 
-// selfSigned writes nginx.crt and nginx.key for name into dir.
-func selfSigned(t *testing.T, dir, name string) *x509.Certificate {
+// selfSigned writes nginx.crt and nginx.key for names into dir.
+func selfSigned(t *testing.T, dir string, names ...string) *x509.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		DNSNames: []string{name}, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: names[0]},
+		DNSNames: names, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
@@ -236,8 +251,10 @@ func selfSigned(t *testing.T, dir, name string) *x509.Certificate {
 	return cert
 }
 
-// TestNginxAuthRequest puts a legacy app behind a real nginx whose
-// auth_request asks Gatehouse's /.gatehouse/auth:
+// TestNginxAuthRequest puts two apps behind a real nginx whose
+// auth_request asks Gatehouse's /.gatehouse/auth; nginx listens on
+// 127.0.0.2 with Gatehouse's port number, so the URLs it asks about carry
+// external_url's port:
 //
 //   - without a session nginx gets 401 and sends the browser to sign in
 //     on the app's own host; the app is never reached, spoofed identity
@@ -246,20 +263,25 @@ func selfSigned(t *testing.T, dir, name string) *x509.Certificate {
 //     app gets alice's identity headers and a signed assertion that
 //     verifies against Gatehouse's JWKS, never the client's copies;
 //   - a path the policy keeps from bob is 403 at nginx, and recorded;
+//   - a route with mfa: required lets alice in (she has MFA) and sends
+//     bob (password only) back to the IdP, never to the app;
 //   - a session cookie copied before sign-out no longer works after it.
 func TestNginxAuthRequest(t *testing.T) {
-	nport := testenv.FreePort(t)
 	app := startLegacyApp(t)
 	pol, err := filepath.Abs(filepath.Join("testdata", "policies"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := startStack(t, stackOptions{
-		Routes:    []route{{Name: "legacy", Host: legacyName, Upstream: app.url, Port: nport}},
+		Routes: []route{
+			{Name: "legacy", Host: legacyName, Upstream: app.url},
+			{Name: "vault", Host: vaultName, Upstream: app.url, MFA: "required"},
+		},
 		PolicyDir: pol,
 	})
-	ncert := startNginx(t, s, nport, app.url)
-	base := fmt.Sprintf("https://%s:%d", legacyName, nport)
+	ncert := startNginx(t, s, app.url, legacyName, vaultName)
+	base := s.url(legacyName, "")
+	nport := s.port
 
 	// No session: 401 from forward-auth, which nginx turns into a redirect
 	// to sign in on the app's host. Identity headers sent by the client
@@ -373,6 +395,31 @@ func TestNginxAuthRequest(t *testing.T) {
 		t.Error("no audit record of bob's forward-auth denial")
 	}
 
+	// The vault route says mfa: required. Alice (signed in with a second
+	// factor) gets in by single sign-on; the assertion is for the vault.
+	vault := s.url(vaultName, "/")
+	if p, err = b.Get(vault); err != nil || p.Status != 200 {
+		t.Fatalf("alice at the vault: %v %d", err, statusOf(p))
+	}
+	got = decodeEcho(t, p.Body)
+	if got["user"] != idp.AliceUser {
+		t.Fatalf("alice at the vault: %v", got)
+	}
+	verifyAssertion(t, s, got["assertion"], "vault", idp.AliceUser)
+	// bob, password only, is sent to the IdP for a fresh sign-in with a
+	// second factor; the vault never sees him.
+	before = app.hits.Load()
+	p, err = bb.Get(vault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if app.hits.Load() != before || !strings.HasPrefix(p.URL.String(), s.idp.Issuer) {
+		t.Errorf("bob (no MFA) at the mfa: required vault: %d at %s, app reached %v (forward-auth did not apply the route's mfa: required)\n%s",
+			p.Status, p.URL, app.hits.Load() != before, p.Body)
+	} else if _, ok := p.FormWith("password"); !ok {
+		t.Errorf("the IdP did not ask bob to sign in again:\n%s", p.Body)
+	}
+
 	// Sign-out through nginx; the cookie copied before no longer opens
 	// anything.
 	p, err = b.Get(base + "/.gatehouse/logout")
@@ -471,7 +518,7 @@ func verifyAssertion(t *testing.T, s *stack, token, route, sub string) {
 		t.Fatalf("assertion signature: %v", err)
 	}
 	if err := claims.ValidateWithLeeway(jwt.Expected{Subject: sub, AnyAudience: jwt.Audience{route}, Time: time.Now()}, 5*time.Second); err != nil {
-		t.Fatalf("assertion claims %+v: %v", claims, err)
+		t.Errorf("assertion for route %s: iss %s sub %s aud %v: %v", route, claims.Issuer, claims.Subject, claims.Audience, err)
 	}
 	if claims.Expiry == nil || claims.IssuedAt == nil || claims.Expiry.Time().Sub(claims.IssuedAt.Time()) > time.Minute {
 		t.Errorf("assertion lifetime iat %v exp %v, want at most 60s", claims.IssuedAt, claims.Expiry)

@@ -41,9 +41,6 @@ const (
 // route is one extra route of a stack (e.g. the app behind nginx).
 type route struct {
 	Name, Host, Upstream, MFA string
-	// Port is where browsers reach the route's host (default: Gatehouse's
-	// own port; nginx's for a route behind forward-auth).
-	Port int
 }
 
 // stack is a whole Gatehouse (proxy.New + Run from a YAML config, every
@@ -59,6 +56,9 @@ type stack struct {
 	caFile   string
 	auditDir string
 	apps     map[string]*demoapps.App
+	// dial maps a host name to the loopback address Go clients dial for
+	// it (default 127.0.0.1; nginx listens on 127.0.0.2, same port).
+	dial map[string]string
 }
 
 type stackOptions struct {
@@ -127,7 +127,7 @@ routes:
 func startStack(t *testing.T, o stackOptions) *stack {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &stack{t: t, dir: t.TempDir(), apps: map[string]*demoapps.App{}}
+	s := &stack{t: t, dir: t.TempDir(), apps: map[string]*demoapps.App{}, dial: map[string]string{}}
 	s.port = testenv.FreePort(t)
 	s.external = fmt.Sprintf("https://%s:%d", centralName, s.port)
 	s.idp = idp.Start(t, idp.Options{
@@ -176,17 +176,8 @@ func startStack(t *testing.T, o stackOptions) *stack {
 
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	var hosts []string
-	for i, r := range cfg.Routes {
+	for _, r := range cfg.Routes {
 		hosts = append(hosts, r.Host)
-		// Gatehouse serves route hosts bare and on external_url's port. A
-		// route reached on another port (nginx's, in TestNginxAuthRequest:
-		// forward-auth sees https://legacy.localhost:NPORT/...) is named
-		// with that port; the router ignores ports, so nothing else
-		// changes. In production the other proxy listens on 443 and the
-		// bare name is what it reports.
-		if p := s.portOf(r.Name, o); p != s.port {
-			cfg.Routes[i].Host = fmt.Sprintf("%s:%d", r.Host, p)
-		}
 	}
 	cm, err := certs.New(ctx, certs.Options{
 		Mode: certs.ModeLocal, LocalDir: cfg.TLS.LocalDir, Hosts: append(hosts, centralName),
@@ -234,16 +225,6 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	}
 	s.waitReady()
 	return s
-}
-
-// portOf is the public port of route name.
-func (s *stack) portOf(name string, o stackOptions) int {
-	for _, r := range o.Routes {
-		if r.Name == name && r.Port != 0 {
-			return r.Port
-		}
-	}
-	return s.port
 }
 
 // writeSecrets writes the session key, the audit signing key, the admin
@@ -300,8 +281,8 @@ func (s *stack) url(name, path string) string {
 	return fmt.Sprintf("https://%s:%d%s", name, s.port, path)
 }
 
-// transport dials 127.0.0.1 for every *.localhost name (keeping the port)
-// and trusts the local CA (plus extra roots).
+// transport dials 127.0.0.1 (or s.dial's address) for every *.localhost
+// name, keeping the port, and trusts the local CA (plus extra roots).
 func (s *stack) transport(extra ...*x509.Certificate) *http.Transport {
 	pool := s.ca.Clone()
 	for _, c := range extra {
@@ -312,7 +293,11 @@ func (s *stack) transport(extra ...*x509.Certificate) *http.Transport {
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			host, port, err := net.SplitHostPort(addr)
 			if err == nil && (host == "localhost" || strings.HasSuffix(host, ".localhost")) {
-				addr = net.JoinHostPort("127.0.0.1", port)
+				ip := "127.0.0.1"
+				if a, ok := s.dial[host]; ok {
+					ip = a
+				}
+				addr = net.JoinHostPort(ip, port)
 			}
 			return d.DialContext(ctx, network, addr)
 		},
