@@ -9,6 +9,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/idp"
+	"github.com/gatehouse-dev/gatehouse/internal/testenv"
 )
 
 // mfaMaxAge is how long alice's second factor counts in the journey: long
@@ -39,6 +40,7 @@ var requestIDOnPage = regexp.MustCompile(`Request ID\s+(\S+)`)
 //     finance group → the access-denied page with a request id, naming
 //     bob, and no policy internals; the audit log has that decision.
 func TestStaffJourneyInChromium(t *testing.T) {
+	testenv.NeedBinary(t, "chromium") // before starting anything
 	s := startStack(t, stackOptions{MFAMaxAge: mfaMaxAge})
 	c := newChrome(t, s, centralName, filesName, chatName, wikiName)
 	idpPrefix := s.idp.Issuer + "/"
@@ -124,12 +126,11 @@ func TestStaffJourneyInChromium(t *testing.T) {
 	}
 	c.expectText("Sign out?", "alice@example.com")
 	if _, err := c.trySubmit("form[method=post] button[type=submit]"); err != nil {
-		// The sign-out form's page says "form-action 'self'", and browsers
-		// apply form-action to every redirect after the POST too: the 303
-		// to the central host and the 302 to the IdP's end-session
-		// endpoint are other origins, so Chromium stops the navigation.
-		// The POST itself was served (the session is revoked); flag the
-		// bug and go where the blocked redirect led, to check the rest.
+		// A page CSP with form-action 'self' stops this in a browser:
+		// form-action also applies to the redirects after the POST (303
+		// to the central host, 302 to the IdP's end-session endpoint).
+		// The POST itself was served (the session is revoked); flag it and
+		// go where the blocked redirect led, to check the rest.
 		t.Errorf("signing out in a real browser fails: %v; authn's page CSP must allow the central host and the IdP's end_session_endpoint origin in form-action (or not set form-action on the sign-out page)", err)
 		c.open(s.external + "/.gatehouse/logout/done")
 	}

@@ -267,6 +267,7 @@ func selfSigned(t *testing.T, dir string, names ...string) *x509.Certificate {
 //     bob (password only) back to the IdP, never to the app;
 //   - a session cookie copied before sign-out no longer works after it.
 func TestNginxAuthRequest(t *testing.T) {
+	testenv.NeedBinary(t, "nginx") // before starting anything
 	app := startLegacyApp(t)
 	pol, err := filepath.Abs(filepath.Join("testdata", "policies"))
 	if err != nil {
