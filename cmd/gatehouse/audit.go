@@ -321,7 +321,7 @@ func runAuditReport(_ context.Context, args []string, stdout, stderr io.Writer) 
 	var keys multiFlag
 	fs.Var(&keys, "key", "trusted verifier key file (default: the log's key.pub, flagged as untrusted)")
 	from := fs.String("from", "", "start of the period (RFC 3339, YYYY-MM-DD or -24h)")
-	to := fs.String("to", "", "end of the period, exclusive (default: now)")
+	to := fs.String("to", "", "end of the period, exclusive (default: everything up to now and any later record)")
 	user := fs.String("user", "", "data-subject report: every record about this subject or email")
 	format := fs.String("format", "html", "html, csv or json")
 	out := fs.String("out", "", "write to FILE (default: stdout)")
@@ -344,9 +344,6 @@ func runAuditReport(_ context.Context, args []string, stdout, stderr io.Writer) 
 	if err := errors.Join(err1, err2); err != nil {
 		fmt.Fprintf(stderr, "audit report: %v\n", err)
 		return exitUsage
-	}
-	if toT.IsZero() {
-		toT = now
 	}
 	vs, err := loadVerifiers(keys)
 	if err != nil {
@@ -377,6 +374,17 @@ func runAuditReport(_ context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		fmt.Fprintf(stderr, "audit report: %v\n", err)
 		return 1
+	}
+	if toT.IsZero() {
+		// No --to: up to now, or to the last record if the clock that
+		// wrote them ran ahead (`gatehouse demo --at`).
+		toT = now
+		if n := len(recs); n > 0 && recs[n-1].Time.After(toT) {
+			toT = recs[n-1].Time.Add(time.Nanosecond)
+		}
+	}
+	if fromT.IsZero() && len(recs) > 0 {
+		fromT = recs[0].Time
 	}
 	rep := report.Build(recs, integ, report.Options{From: fromT, To: toT, User: *user, Generated: now, Location: loc})
 	w := stdout

@@ -195,7 +195,12 @@ func TestAuditReportCLI(t *testing.T) {
 			t.Fatalf("report %s: %d %s\n%.300s", format, code, errs, out)
 		}
 	}
-	code, out, _ := runCLI("audit", "report", dir, "--key", pub, "--from", "2026-10-01", "--user", "bob@example.com", "--format", "json", "--encryption-key", enc)
+	// No period: everything.
+	code, out, _ := runCLI("audit", "report", dir, "--key", pub, "--format", "json")
+	if code != 0 || !strings.Contains(out, `"decisions": 90`) {
+		t.Fatalf("report without a period: %d\n%.600s", code, out)
+	}
+	code, out, _ = runCLI("audit", "report", dir, "--key", pub, "--from", "2026-10-01", "--user", "bob@example.com", "--format", "json", "--encryption-key", enc)
 	if code != 0 || !strings.Contains(out, `"data_subject": "bob@example.com"`) || strings.Contains(out, "ana@example.com") {
 		t.Fatalf("data-subject report: %d\n%.500s", code, out)
 	}
