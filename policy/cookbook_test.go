@@ -59,7 +59,7 @@ func TestCookbookBrokenExpectationFails(t *testing.T) {
 		t.Errorf("failure not reported:\n%s", out.String())
 	}
 	// And the engine refuses to serve it.
-	if _, err := Compile(context.Background(), dir, CompileOptions{}); !errors.Is(err, ErrTestsFailed) {
+	if _, err := Compile(context.Background(), dir, CompileOptions{Timeout: testTimeout}); !errors.Is(err, ErrTestsFailed) {
 		t.Fatalf("Compile accepted a set with a failing test: %v", err)
 	}
 }
@@ -120,7 +120,7 @@ func cookbookInput() Input {
 }
 
 func TestCookbookServes(t *testing.T) {
-	set, err := Compile(context.Background(), cookbookDir, CompileOptions{})
+	set, err := Compile(context.Background(), cookbookDir, CompileOptions{Timeout: testTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func cpuTime() time.Duration {
 
 // BenchmarkEngineDecide adds the engine's atomic revision lookup.
 func BenchmarkEngineDecide(b *testing.B) {
-	e, err := New(context.Background(), Options{Dir: cookbookDir})
+	e, err := New(context.Background(), Options{Dir: cookbookDir, Timeout: testTimeout})
 	if err != nil || e.Ready() != nil {
 		b.Fatal(err, e.Ready())
 	}

@@ -146,7 +146,6 @@ func (e *Engine) reload(ctx context.Context, trigger string) error {
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
 	err := e.reloadOne(ctx, trigger, e.opts.Dir, &e.cur, false)
-	e.lastErr.Store(&errBox{err})
 	if e.opts.ShadowDir != "" {
 		_ = e.reloadOne(ctx, trigger, e.opts.ShadowDir, &e.shadow, true)
 	}
@@ -177,6 +176,9 @@ func (e *Engine) reloadOne(ctx context.Context, trigger, dir string, slot *atomi
 			"revision", set.revision, "previous", ev.Previous, "files", len(set.files))
 	}
 	ev.Duration = time.Since(start)
+	if !shadow {
+		e.lastErr.Store(&errBox{err}) // before OnReload: observers see a consistent engine
+	}
 	if e.opts.OnReload != nil {
 		e.opts.OnReload(ev)
 	}

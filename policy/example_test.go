@@ -26,7 +26,7 @@ require_mfa if startswith(input.request.path, "/admin/")
 `
 	_ = os.WriteFile(filepath.Join(dir, "authz.rego"), []byte(rego), 0o600)
 
-	set, err := policy.Compile(context.Background(), dir, policy.CompileOptions{Timeout: 50 * time.Millisecond})
+	set, err := policy.Compile(context.Background(), dir, policy.CompileOptions{Timeout: time.Second})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -62,7 +62,7 @@ func policyServer(t *testing.T, dir string, auth *fakeAuth, rec *fakeRecorder) (
 	t.Helper()
 	up, _ := echoUpstream(t, nil)
 	cfg := baseConfig(up.URL)
-	cfg.Policy = config.Policy{Dir: dir, Timeout: config.Duration(time.Second)}
+	cfg.Policy = config.Policy{Dir: dir, Timeout: config.Duration(5 * time.Second)}
 	cfg.Anomaly.Timezone = "Asia/Hong_Kong"
 	s, front := newTestServer(t, cfg, stages{auth: auth, rec: rec, extra: func(w *Wiring) {
 		if err := buildPolicy(context.Background(), w); err != nil {

@@ -127,6 +127,7 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 	rf.register(fs)
 	explain := fs.Bool("explain", false, "print OPA's evaluation trace")
 	asJSON := fs.Bool("json", false, "print the decision as JSON")
+	evalTimeout := fs.Duration("timeout", 0, "evaluation timeout (default: the config's policy.timeout, else 50ms)")
 	if _, stop, code := parsePolicyArgs(fs, args); stop {
 		return code
 	}
@@ -152,6 +153,9 @@ func runPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer)
 			pdir = cfg.Policy.Dir
 		}
 		timeout = cfg.Policy.Timeout.D()
+	}
+	if *evalTimeout > 0 {
+		timeout = *evalTimeout
 	}
 	set, err := policy.Compile(ctx, pdir, policy.CompileOptions{Timeout: timeout, SkipTests: true})
 	if err != nil {
@@ -388,6 +392,7 @@ func runPolicyReplay(ctx context.Context, args []string, stdout, stderr io.Write
 	fs := policyFlags("policy replay", policyReplayUsage, stderr)
 	auditDir := fs.String("audit", "", "audit log directory")
 	draft := fs.String("policy", "", "draft policy directory")
+	timeout := fs.Duration("timeout", policy.DefaultTimeout, "evaluation timeout per decision")
 	if _, stop, code := parsePolicyArgs(fs, args); stop {
 		return code
 	}
@@ -396,7 +401,7 @@ func runPolicyReplay(ctx context.Context, args []string, stdout, stderr io.Write
 		fs.Usage()
 		return exitUsage
 	}
-	set, err := policy.Compile(ctx, *draft, policy.CompileOptions{})
+	set, err := policy.Compile(ctx, *draft, policy.CompileOptions{Timeout: *timeout})
 	if err != nil {
 		fmt.Fprintf(stderr, "gatehouse policy replay: %v\n", err)
 		return 1

@@ -70,13 +70,13 @@ func TestPolicyEvalRequest(t *testing.T) {
 		{[]string{"--request", "GET https://files.example.com/x", "--user", "ana@example.com", "--groups", "finance", "--route", "files", "--blocked"}, "risk.blocked"},
 	}
 	for _, tc := range tests {
-		args := append([]string{"policy", "eval", "--policy", cookbook}, tc.args...)
+		args := append([]string{"policy", "eval", "--timeout", "10s", "--policy", cookbook}, tc.args...)
 		code, out, errb := runCmd(t, args...)
 		if code != 0 || !strings.Contains(out, tc.want) || !strings.Contains(out, "revision:") {
 			t.Errorf("%v: exit %d, want %q\n%s%s", tc.args, code, tc.want, out, errb)
 		}
 	}
-	code, out, _ := runCmd(t, "policy", "eval", "--policy", cookbook, "--request", "GET https://files.example.com/x", "--route", "files", "--user", "a@example.com", "--groups", "finance", "--explain")
+	code, out, _ := runCmd(t, "policy", "eval", "--timeout", "10s", "--policy", cookbook, "--request", "GET https://files.example.com/x", "--route", "files", "--user", "a@example.com", "--groups", "finance", "--explain")
 	if code != 0 || !strings.Contains(out, "trace:") || !strings.Contains(out, "Enter data.gatehouse.authz.allow") {
 		t.Errorf("--explain: exit %d\n%s", code, out)
 	}
@@ -98,7 +98,7 @@ func TestPolicyEvalInputAndConfig(t *testing.T) {
 	}
 	// The route comes from the config: hr is office-only (public here only
 	// to keep the config minimal: deny rules still apply).
-	code, out, errb := runCmd(t, "policy", "eval", "--config", cfgPath, "--request", "GET https://hr.example.com/", "--user", "h@example.com",
+	code, out, errb := runCmd(t, "policy", "eval", "--timeout", "10s", "--config", cfgPath, "--request", "GET https://hr.example.com/", "--user", "h@example.com",
 		"--groups", "hr", "--remote-ip", "203.0.113.9", "--at", "2026-12-01T10:00:00Z", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out, errb)
@@ -118,7 +118,7 @@ func TestPolicyEvalInputAndConfig(t *testing.T) {
 	if err := os.WriteFile(in, []byte(rec), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errb = runCmd(t, "policy", "eval", "--config", cfgPath, "--input", in)
+	code, out, errb = runCmd(t, "policy", "eval", "--timeout", "10s", "--config", cfgPath, "--input", in)
 	if code != 0 || !strings.Contains(out, "decision:    allow") {
 		t.Fatalf("--input: exit %d\n%s%s", code, out, errb)
 	}
@@ -145,7 +145,7 @@ func TestPolicyReplayCommand(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(auditDir, "00000000000000000000.jsonl"), []byte(lines), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errb := runCmd(t, "policy", "replay", "--audit", auditDir, "--policy", cookbook)
+	code, out, errb := runCmd(t, "policy", "replay", "--timeout", "10s", "--audit", auditDir, "--policy", cookbook)
 	if code != 0 || !strings.Contains(out, "replayed 2 decisions") || !strings.Contains(out, "0 changed") {
 		t.Fatalf("same policy: exit %d\n%s%s", code, out, errb)
 	}
@@ -154,7 +154,7 @@ func TestPolicyReplayCommand(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(draft, "p.rego"), []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	code, out, _ = runCmd(t, "policy", "replay", "--audit", auditDir, "--policy", draft)
+	code, out, _ = runCmd(t, "policy", "replay", "--timeout", "10s", "--audit", auditDir, "--policy", draft)
 	if code != 1 || !strings.Contains(out, "CHANGED") || !strings.Contains(out, "request=r2: allow -> deny") || strings.Contains(out, "request=r1") {
 		t.Fatalf("draft: exit %d\n%s", code, out)
 	}
