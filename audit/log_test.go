@@ -3,6 +3,9 @@ package audit
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -348,3 +351,41 @@ func TestReopenRebuildsUnsyncedHashes(t *testing.T) {
 		t.Fatalf("verify after rebuilding hashes: %+v %v", sum, err)
 	}
 }
+
+func TestPublishWebhook(t *testing.T) {
+	k := testKey(t, "audit.test")
+	got := make(chan []byte, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.Method != http.MethodPost || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/plain") {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		got <- b
+	}))
+	defer srv.Close()
+	var alerts atomic.Int32
+	l := openTest(t, t.TempDir(), k, func(o *Options) {
+		o.Publishers = []Publisher{WebhookPublisher{URL: srv.URL}, WebhookPublisher{URL: srv.URL + "/x", Client: &http.Client{Transport: failing{}}}}
+		o.OnAlert = func(error) { alerts.Add(1) }
+	})
+	l.Append(t.Context(), decisionRec(1))
+	if err := l.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var last []byte
+	for len(got) > 0 {
+		last = <-got
+	}
+	cp, err := OpenCheckpoint(last, verifierOf(t, k))
+	if err != nil || cp.Size != 3 {
+		t.Fatalf("webhook got %q: %+v %v", last, cp, err)
+	}
+	if alerts.Load() == 0 {
+		t.Fatal("a failing publisher raised no alert")
+	}
+}
+
+type failing struct{}
+
+func (failing) RoundTrip(*http.Request) (*http.Response, error) { return nil, errors.New("unreachable") }
