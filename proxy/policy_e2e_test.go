@@ -311,3 +311,30 @@ func TestPolicyInputFromRequestMatchesSchema(t *testing.T) {
 		t.Errorf("session %+v time %+v risk %+v", in.Session, in.Time, in.Risk)
 	}
 }
+
+// BenchmarkPolicyStageDecide is one decision through the adapter: input
+// from an HTTP request, the cookbook policy, the audit input map.
+func BenchmarkPolicyStageDecide(b *testing.B) {
+	cfg := baseConfig("http://127.0.0.1:1")
+	cfg.Policy = config.Policy{Dir: "../examples/policies", Timeout: config.Duration(time.Second)}
+	w := &Wiring{Config: cfg}
+	if err := buildPolicy(context.Background(), w); err != nil {
+		b.Fatal(err)
+	}
+	st := w.Authz.(*policyStage)
+	hr := httptest.NewRequest("GET", "https://files.example.com/docs/a.txt", nil)
+	hr.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36")
+	hr.Header.Set("Accept", "text/html,application/xhtml+xml")
+	hr.Header.Set("Accept-Language", "en-US,en;q=0.9")
+	hr.Header.Set("Cookie", "_gatehouse=abc")
+	req := &Request{ID: "r1", Route: RouteInfo{Name: "files", Host: "files.example.com", MFA: "optional"}, Path: "/docs/a.txt",
+		ClientIP: netip.MustParseAddr("10.0.0.7"), Time: time.Now(), HTTP: hr}
+	id := Identity{Subject: "u1", Email: "ana@example.com", Groups: []string{"finance", "staff"}, MFA: true, AMR: []string{"pwd", "otp"}, AuthTime: time.Now()}
+	b.ReportAllocs()
+	for b.Loop() {
+		d, _ := st.Decide(context.Background(), req, id, Risk{})
+		if !d.Allow {
+			b.Fatal(d.Deny)
+		}
+	}
+}
