@@ -355,6 +355,13 @@ func auditRecord(ev Event) (*audit.Record, error) {
 				r.Reason = reason
 			}
 		}
+		if v, ok := take("flags"); ok {
+			if f, ok := v.([]string); ok {
+				r.Flags = f
+			} else {
+				detail["flags"] = v
+			}
+		}
 		if r.Type == audit.TypeAnomaly && ev.Outcome != "" {
 			r.Actions = strings.Split(ev.Outcome, ",")
 		} else {
