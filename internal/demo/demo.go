@@ -102,7 +102,7 @@ func Prepare(ctx context.Context, o Options) (*Env, error) {
 	if err := os.WriteFile(filepath.Join(dir, "admin.token"), []byte("demo-admin-token-change-me-0123456789\n"), 0o600); err != nil {
 		return nil, err
 	}
-	if err := copyPolicies(filepath.Join(o.RepoRoot, "examples", "policies"), filepath.Join(dir, "policies")); err != nil {
+	if err := CopyTree(filepath.Join(o.RepoRoot, "examples", "policies"), filepath.Join(dir, "policies")); err != nil {
 		return nil, fmt.Errorf("demo: policies: %w", err)
 	}
 	for _, name := range Hosts {
@@ -158,8 +158,9 @@ func portFree(p int) error {
 	return l.Close()
 }
 
-// copyPolicies copies the cookbook (with its tests: a reload runs them).
-func copyPolicies(src, dst string) error {
+// CopyTree copies the files under src to dst (the policy cookbook, with
+// its tests: a reload runs them).
+func CopyTree(src, dst string) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err

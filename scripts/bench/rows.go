@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/gatehouse-dev/gatehouse/internal/demo"
 	"github.com/gatehouse-dev/gatehouse/internal/idp"
 	"time"
 )
@@ -183,7 +184,7 @@ func startGatehouse(ctx context.Context, gh string, e *env, r row) (*instance, e
 	policy := r.policy
 	if policy == cookbook {
 		policy = ""
-		if err := copyDir(filepath.Join(e.root, "examples", "policies"), filepath.Join(dir, "policies")); err != nil {
+		if err := demo.CopyTree(filepath.Join(e.root, "examples", "policies"), filepath.Join(dir, "policies")); err != nil {
 			cleanup()
 			return nil, err
 		}
