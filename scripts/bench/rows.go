@@ -120,6 +120,9 @@ log:
   level: error
 policy:
   dir: {{.Dir}}/policies
+  # The timeout is wall-clock time; saturating 2 shared cores queues
+  # evaluations, and the default 50ms would deny a few (fail closed).
+  timeout: 500ms
 audit:
   dir: {{.Dir}}/audit
   signing_key_file: {{.Dir}}/keys/audit.key
