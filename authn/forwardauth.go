@@ -33,7 +33,12 @@ func (a *Authn) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "forward-auth: host not served", http.StatusForbidden)
 		return
 	}
-	route := a.routeFor(host, orig.Path)
+	route, known := a.routeFor(host, orig.Path)
+	if !known {
+		// Fail closed: what cannot be matched to a route is not judged.
+		http.Error(w, "forward-auth: no route for this host and path", http.StatusForbidden)
+		return
+	}
 	// Judge the original request as if it had come to us directly.
 	or := r.Clone(r.Context())
 	or.Host = orig.Host

@@ -15,6 +15,13 @@ func (a *Authn) handleLogoutConfirm(w http.ResponseWriter, r *http.Request) {
 	host := requestHost(r)
 	s, err := a.loadSession(r.Context(), r, host, true)
 	if errors.Is(err, errNoSession) {
+		if host != a.central {
+			// This host's cookie may name a superseded session while the
+			// central host still holds a live one: sign out there.
+			a.clearChunked(w, r, a.sessionCookie())
+			http.Redirect(w, r, a.url(a.central, PathLogout, nil), http.StatusFound)
+			return
+		}
 		a.renderSignedOut(w, r)
 		return
 	}
@@ -34,6 +41,10 @@ func (a *Authn) handleLogout(w http.ResponseWriter, r *http.Request) {
 	s, err := a.loadSession(ctx, r, host, true)
 	if errors.Is(err, errNoSession) {
 		a.clearChunked(w, r, a.sessionCookie())
+		if host != a.central {
+			http.Redirect(w, r, a.url(a.central, PathLogout, nil), http.StatusSeeOther)
+			return
+		}
 		a.renderSignedOut(w, r)
 		return
 	}
@@ -53,6 +64,14 @@ func (a *Authn) handleLogout(w http.ResponseWriter, r *http.Request) {
 		a.o.Logger.Error("logout not recorded", "err", err)
 	}
 	a.clearChunked(w, r, a.sessionCookie())
+	if host == a.central {
+		if u := a.endSessionURL(ctx, s.IDToken); u != "" {
+			http.Redirect(w, r, u, http.StatusSeeOther)
+			return
+		}
+		http.Redirect(w, r, a.url(a.central, PathSignedOut, nil), http.StatusSeeOther)
+		return
+	}
 	http.Redirect(w, r, a.url(a.central, PathLogoutDone, nil), http.StatusSeeOther)
 }
 

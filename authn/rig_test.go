@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -98,7 +99,11 @@ func newRig(t *testing.T, o Options) *rig {
 			gh.ServeHTTP(w, r)
 			return
 		}
-		route, ok := testRoutes[strings.ToLower(r.Host)]
+		host := strings.ToLower(r.Host)
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		route, ok := testRoutes[host]
 		if !ok {
 			http.Error(w, "no route", http.StatusNotFound)
 			return

@@ -294,3 +294,38 @@ func readBody(resp *http.Response) string {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// After a step-up on one host, another host's cookie names the superseded
+// session; signing out there must end the live central session, not just
+// claim success.
+func TestLogoutFromHostWithSupersededSession(t *testing.T) {
+	rg, f := fakeRig(t, nil)
+	base := f.claims
+	f.setClaims(func(n string) map[string]any { c := base(n); c["amr"] = []string{"pwd"}; return c })
+	rg.get("http://chat.test/")
+	f.setClaims(base)
+	if p := rg.get("http://admin.test/"); !strings.Contains(p.Body, "mfa=true") {
+		t.Fatalf("step-up: %s", p.Body)
+	}
+	p := rg.get("http://chat.test/.gatehouse/logout")
+	form, ok := p.FormWith("csrf")
+	if !ok || p.URL.Host != centralHost {
+		t.Fatalf("sign-out on chat with a superseded cookie: %s %d %s", p.URL, p.Status, p.Body)
+	}
+	rg.b.Visited()
+	if _, err := rg.b.Submit(p, form, nil); err != nil {
+		t.Fatal(err)
+	}
+	if v := strings.Join(rg.b.Visited(), "\n"); !strings.Contains(v, f.srv.URL+"/logout?") || !strings.Contains(v, "id_token_hint=") {
+		t.Errorf("no RP-initiated logout at the IdP:\n%s", v)
+	}
+	c := rg.manual()
+	u := mustURL("http://gate.test/")
+	c.Jar.SetCookies(u, rg.b.Client.Jar.Cookies(u))
+	if resp := mustGet(t, c, "http://gate.test/.gatehouse/login?rd=http://gate.test/.gatehouse/me"); resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), f.srv.URL) {
+		t.Errorf("central session still alive after sign-out: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if n := len(rg.eventsOf(EventLogout)); n != 1 {
+		t.Errorf("%d logout events", n)
+	}
+}

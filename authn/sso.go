@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -226,7 +227,7 @@ func (a *Authn) handleStart(w http.ResponseWriter, r *http.Request) {
 		a.renderError(w, r, http.StatusBadRequest, "The address to return to after sign-in is not valid.", "")
 		return
 	}
-	route := a.routeFor(host, pathOf(rd))
+	route, _ := a.routeFor(host, pathOf(rd))
 	s, err := a.loadSession(r.Context(), r, host, true)
 	if err != nil && !errors.Is(err, errNoSession) {
 		a.renderError(w, r, http.StatusServiceUnavailable, "Sign-in is unavailable right now.", "")
@@ -248,11 +249,20 @@ func pathOf(abs string) string {
 	return u.Path
 }
 
-func (a *Authn) routeFor(host, path string) Route {
-	if a.o.RouteFor != nil {
-		if rt, ok := a.o.RouteFor(host, path); ok {
-			return rt
+// routeFor finds the route of host (host[:port]) and path. Without a
+// RouteFor option every served host is its own route, MFA optional; with
+// one, an unknown route reports false.
+func (a *Authn) routeFor(host, path string) (Route, bool) {
+	if a.o.RouteFor == nil {
+		return Route{Name: host, Host: host}, true
+	}
+	if rt, ok := a.o.RouteFor(host, path); ok {
+		return rt, true
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		if rt, ok := a.o.RouteFor(h, path); ok {
+			return rt, true
 		}
 	}
-	return Route{Name: host, Host: host}
+	return Route{Name: host, Host: host}, false
 }

@@ -229,6 +229,7 @@ func TestAssertionVerifiesWithJWKS(t *testing.T) {
 func TestForwardAuth(t *testing.T) {
 	deny := false
 	rg, _ := fakeRig(t, func(o *Options) {
+		o.Hosts = append(o.Hosts, "chat.test:8443", "noroute.test")
 		o.Authorize = func(_ context.Context, r *http.Request, route Route, id Identity) (Verdict, error) {
 			return Verdict{Allow: !deny}, nil
 		}
@@ -264,6 +265,27 @@ func TestForwardAuth(t *testing.T) {
 	}
 	if r := ask(map[string]string{"X-Original-URL": "http://files.test/"}, ck); r.StatusCode != 401 {
 		t.Errorf("chat's cookie for files: %d", r.StatusCode)
+	}
+	// A host written with a port finds its route; a served host without a route is refused.
+	rg.get("http://chat.test:8443/")
+	var portCookie *http.Cookie
+	for _, c := range rg.b.Client.Jar.Cookies(mustURL("http://chat.test:8443/")) {
+		if c.Name == rg.a.sessionCookie() {
+			portCookie = c
+		}
+	}
+	r := ask(map[string]string{"X-Original-URL": "http://chat.test:8443/x"}, portCookie)
+	if tok, err := jwt.ParseSigned(r.Header.Get("X-Gatehouse-Assertion"), []jose.SignatureAlgorithm{jose.ES256}); r.StatusCode != 200 || err != nil {
+		t.Errorf("route host with a port: %d %v", r.StatusCode, err)
+	} else {
+		var c jwt.Claims
+		_ = tok.UnsafeClaimsWithoutVerification(&c)
+		if len(c.Audience) != 1 || c.Audience[0] != "chat" {
+			t.Errorf("assertion audience %v, want the route name", c.Audience)
+		}
+	}
+	if r := ask(map[string]string{"X-Original-URL": "http://noroute.test/"}, ck); r.StatusCode != 403 {
+		t.Errorf("no route: %d, want 403", r.StatusCode)
 	}
 	deny = true
 	if r := ask(nginx, ck); r.StatusCode != 403 || r.Header.Get("X-Gatehouse-User") != "" {

@@ -309,8 +309,12 @@ func routeInfoOf(r config.Route) RouteInfo {
 func matchConfigRoute(routes []config.Route, host, path string) (config.Route, bool) {
 	var best config.Route
 	found := false
+	bare := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		bare = h
+	}
 	for _, r := range routes {
-		if !strings.EqualFold(r.Host, host) {
+		if !strings.EqualFold(r.Host, host) && !strings.EqualFold(r.Host, bare) {
 			continue
 		}
 		p := r.PathPrefix
@@ -388,6 +392,9 @@ func (st *authnStage) authorize(ctx context.Context, r *http.Request, route auth
 		return authn.Verdict{Reason: "bad_path"}, nil
 	}
 	ri := RouteInfo{Name: route.Name, Host: route.Host, Public: route.Public, MFA: "optional"}
+	if route.MFARequired {
+		ri.MFA = "required"
+	}
 	if rt, ok := matchConfigRoute(w.Config.Routes, r.Host, p); ok {
 		ri = routeInfoOf(rt)
 	}
@@ -421,7 +428,7 @@ func (st *authnStage) authorize(ctx context.Context, r *http.Request, route auth
 			if len(ev.Reasons) == 0 {
 				ev.Reasons = []string{ReasonPolicyDeny}
 			}
-		case (dec.RequireMFA || risk.StepUp) && !id.MFA:
+		case (dec.RequireMFA || risk.StepUp || ri.MFA == "required") && !id.MFA:
 			ev.Outcome, ev.Reasons = OutcomeStepUp, []string{ReasonMFARequired}
 			v.RequireMFA = true
 		default:
