@@ -293,3 +293,12 @@ func eventually(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func decodeSeenReader(t *testing.T, resp *http.Response) seen {
+	t.Helper()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read answer: %v", err)
+	}
+	return decodeSeen(t, string(b))
+}

@@ -279,6 +279,12 @@ func (s *Server) forward(w *responseWriter, r *http.Request, x *exchange, st *st
 	t0 := time.Now()
 	aborted := s.serveUpstream(w, r2)
 	x.upstream = time.Since(t0)
+	if !aborted && !w.hijacked {
+		// The client has its whole answer before the completion is
+		// written down (net/http would otherwise hold the last bytes until
+		// the handler returns).
+		_ = http.NewResponseController(w.ResponseWriter).Flush()
+	}
 	if ctx.Err() != nil && parent.Err() == nil {
 		x.guardCut = true
 		if x.reason == "" {

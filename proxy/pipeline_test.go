@@ -42,7 +42,9 @@ func TestPipelineAllowRecordsBeforeUpstream(t *testing.T) {
 	if decisionsAtUpstream.Load() != 1 {
 		t.Errorf("decision records when the upstream was called = %d, want 1", decisionsAtUpstream.Load())
 	}
-	eventually(t, func() bool { return len(rec.Events()) == 2 && len(obs.all()) == 1 && logs.FilterMessage("request").Len() == 1 })
+	eventually(t, func() bool {
+		return len(rec.Events()) == 2 && len(obs.all()) == 1 && logs.FilterMessage("request").Len() == 1
+	})
 	evs := rec.Events()
 	if len(evs) != 2 || evs[0].Type != EventDecision || evs[0].Outcome != OutcomeAllow || evs[0].Revision != "rev1" ||
 		evs[1].Type != EventCompletion || evs[1].Status != 200 || evs[1].Bytes != int64(len(body)) ||
@@ -384,5 +386,43 @@ func TestGuardCutsRequest(t *testing.T) {
 	evs := rec.Events()
 	if len(evs) != 2 || evs[1].Type != EventCompletion || evs[1].Fields["reason"] != ReasonGuardCut {
 		t.Errorf("events = %+v", evs)
+	}
+}
+
+// slowCompletion holds completion records until released.
+type slowCompletion struct {
+	fakeRecorder
+	release chan struct{}
+}
+
+func (s *slowCompletion) Record(ctx context.Context, ev Event) error {
+	if ev.Type == EventCompletion {
+		select {
+		case <-s.release:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	return s.fakeRecorder.Record(ctx, ev)
+}
+
+func TestClientAnsweredBeforeCompletionRecord(t *testing.T) {
+	up, _ := echoUpstream(t, nil)
+	rec := &slowCompletion{release: make(chan struct{})}
+	defer close(rec.release)
+	_, front := newTestServer(t, baseConfig(up.URL), stages{auth: &fakeAuth{id: alice}, authz: allowAll(), rec: rec})
+	req, _ := http.NewRequest("GET", front.URL+"/x", nil)
+	req.Host = "app.example.com"
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	resp, err := front.Client().Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if s := decodeSeenReader(t, resp); s.Path != "/x" {
+		t.Fatalf("upstream saw %q", s.Path)
+	}
+	if n := rec.count(EventCompletion); n != 0 {
+		t.Fatalf("completion recorded before the test released it: %d", n)
 	}
 }
