@@ -58,6 +58,7 @@ func testAboveBaseline(t *testing.T, store Store) {
 			}
 			clk.Advance(spread / time.Duration(n))
 		}
+		settle(d)
 	}
 	// Ten days of 100 requests between 10:00 and 10:30.
 	for day := range 10 {

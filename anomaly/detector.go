@@ -66,8 +66,18 @@ type Options struct {
 	// when no rule uses it.
 	RiskWindow time.Duration
 	// PollInterval is how often live requests are checked against blocks
-	// made by other instances (shared stores only); 0: 500ms.
+	// made by other instances, on a shared store that is not a Batcher;
+	// 0: 500ms.
 	PollInterval time.Duration
+	// SyncInterval is how often, on a Batcher store (Redis), the buffered
+	// observations are flushed and the marker generation is checked: it
+	// bounds how late counters reach the store and how long a block made
+	// by another replica takes to be enforced here; 0: 50ms.
+	SyncInterval time.Duration
+	// ResyncInterval is how often, on a Batcher store, the whole local view
+	// (counters, markers, baselines of recent subjects) is re-read, as a
+	// safety net behind the marker generation; 0: 1s.
+	ResyncInterval time.Duration
 	// Clock is the time source for windows, night and baselines; nil:
 	// time.Now. `gatehouse demo --at 02:00` shifts it.
 	Clock func() time.Time
@@ -172,6 +182,7 @@ type Detector struct {
 	mu    sync.Mutex
 	local map[string]Block // blocks made here: enforced even when the store is down (fail open)
 
+	sync    *syncer // nil unless the store is shared and a Batcher
 	live    *liveSet
 	alerts  *dispatcher
 	stop    chan struct{}
@@ -180,7 +191,8 @@ type Detector struct {
 }
 
 // New validates opts and starts the detector's background work (alert
-// delivery, and polling blocks for live requests on a shared store).
+// delivery; on a shared store the flusher, or polling blocks for live
+// requests when the store is not a Batcher).
 func New(opts Options) (*Detector, error) {
 	if opts.Zone == nil {
 		opts.Zone = time.UTC
@@ -205,6 +217,12 @@ func New(opts Options) (*Detector, error) {
 	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 500 * time.Millisecond
+	}
+	if opts.SyncInterval <= 0 {
+		opts.SyncInterval = 50 * time.Millisecond
+	}
+	if opts.ResyncInterval <= 0 {
+		opts.ResyncInterval = time.Second
 	}
 	if opts.AlertQueue <= 0 {
 		opts.AlertQueue = 1024
@@ -255,7 +273,11 @@ func New(opts Options) (*Detector, error) {
 	}
 	d.live = newLiveSet()
 	d.alerts = newDispatcher(opts.Sinks, opts.AlertQueue, opts.AlertTimeout, opts.Hooks.OnAlert)
-	if d.store.Shared() {
+	if bs, ok := d.store.(Batcher); ok && d.store.Shared() {
+		d.sync = newSyncer(d, bs)
+		d.stopped.Add(1)
+		go d.sync.loop()
+	} else if d.store.Shared() {
 		d.stopped.Add(1)
 		go d.pollBlocks()
 	}
@@ -354,6 +376,12 @@ func (d *Detector) noteStoreErr(err error) {
 
 func (d *Detector) storeErr(op string, err error) {
 	d.noteStoreErr(err)
+	d.reportStoreErr(op, err)
+}
+
+// reportStoreErr only calls the hook: the flusher's timeouts do not start
+// the backoff, which is for requests waiting on the store.
+func (d *Detector) reportStoreErr(op string, err error) {
 	if d.opts.Hooks.OnStoreError != nil {
 		d.opts.Hooks.OnStoreError(op, err)
 	}
@@ -381,12 +409,24 @@ func (d *Detector) Assess(ctx context.Context, s Subject) (Risk, error) {
 	if d.baseline {
 		q.Baselines = []string{userKey(s)}
 	}
-	var snap Snapshot
-	err := ErrStoreBackoff
-	if !d.storeHung() {
-		sctx, cancel := d.bounded(ctx)
-		snap, err = d.store.Load(sctx, now, q)
-		cancel()
+	snap, cached := Snapshot{}, false
+	if d.sync != nil {
+		snap, cached = d.sync.view(q)
+	}
+	var err error
+	if !cached {
+		err = ErrStoreBackoff
+		if !d.storeHung() {
+			started := time.Now()
+			sctx, cancel := d.bounded(ctx)
+			snap, err = d.store.Load(sctx, now, q)
+			cancel()
+			if d.sync != nil && err == nil {
+				d.sync.fill(q, snap, started)
+			} else if d.sync != nil {
+				d.sync.failed(fmt.Errorf("assess: %w", err))
+			}
+		}
 	}
 	if err != nil {
 		d.storeErr("assess", err)
@@ -406,6 +446,9 @@ func (d *Detector) Assess(ctx context.Context, s Subject) (Risk, error) {
 			continue
 		}
 		if raw, ok := snap.Markers["block:"+k]; ok && !risk.Blocked {
+			if cached && blockExpired(raw, now) {
+				continue // over; the view has not re-read it yet
+			}
 			var b Block
 			if json.Unmarshal(raw, &b) != nil || b.Reason == "" {
 				b = Block{Reason: "anomaly_block"}
@@ -460,19 +503,31 @@ func appendNew(dst []string, vals ...string) []string {
 // Observe counts one finished request of s and runs the actions of every
 // rule it makes fire. Counting is best effort: a store error is reported
 // (and returned) but changes nothing for the request, which is over.
+//
+// On a Batcher store (Redis) Observe only buffers the observation: the
+// flusher sends it within SyncInterval and judges the rules on the totals
+// read back. The error returned then is the store's state (backed off
+// after a timeout, or the last flush failed).
 func (d *Detector) Observe(ctx context.Context, s Subject, o Observation) error {
 	now := o.Time
 	if now.IsZero() {
 		now = d.clock()
 	}
 	night := d.Night(now)
+	if d.sync != nil {
+		d.sync.add(s, night, now, o)
+		if err := d.sync.state(); err != nil {
+			d.storeErr("observe", err)
+			return fmt.Errorf("observe: %w", err)
+		}
+		return nil
+	}
 	keys := d.keys(s, night)
 	inc := Increment{Keys: keys, Windows: d.windows, Bytes: max(o.Bytes, 0), Download: o.Download, Path: o.Path}
 	q := Query{Keys: keys, Windows: d.windows}
 	uk := userKey(s)
-	cur := period(now)
 	if d.baseline {
-		inc.BaselineUser, inc.Period = uk, cur
+		inc.BaselineUser, inc.Period = uk, period(now)
 		q.Baselines = []string{uk}
 	}
 	var snap Snapshot
@@ -486,6 +541,14 @@ func (d *Detector) Observe(ctx context.Context, s Subject, o Observation) error 
 		d.storeErr("observe", err)
 		return fmt.Errorf("observe: %w", err)
 	}
+	return d.judge(ctx, s, now, night, snap)
+}
+
+// judge folds the user's baseline when an hour passed and runs every rule
+// whose conditions hold on snap's counters of s (counted up to now).
+func (d *Detector) judge(ctx context.Context, s Subject, now time.Time, night bool, snap Snapshot) error {
+	uk := userKey(s)
+	cur := period(now)
 	b := snap.Baselines[uk]
 	if d.baseline && (b == nil || b.Next < cur) {
 		sctx, cancel := d.bounded(ctx)
@@ -559,6 +622,7 @@ func (d *Detector) fire(ctx context.Context, now time.Time, r *Rule, s Subject, 
 			aerr = d.alerts.enqueue(rec)
 		case ActionStepUp:
 			raw, _ := json.Marshal(stepUpMark{At: now, Rule: r.Name})
+			d.noteMarker("stepup:"+key, raw)
 			sctx, cancel := d.bounded(ctx)
 			_, aerr = d.store.SetMarker(sctx, "stepup:"+key, raw, d.opts.StepUpFor, false)
 			cancel()
@@ -608,6 +672,7 @@ func (d *Detector) setBlock(ctx context.Context, key string, b Block, dur time.D
 	d.mu.Unlock()
 	d.live.cut(key)
 	raw, _ := json.Marshal(b)
+	d.noteMarker("block:"+key, raw)
 	sctx, cancel := d.bounded(ctx)
 	defer cancel()
 	if _, err := d.store.SetMarker(sctx, "block:"+key, raw, dur, false); err != nil {
@@ -708,7 +773,16 @@ func (d *Detector) Unblock(ctx context.Context, kind BlockKind, id string) (bool
 		d.storeErr("unblock", err)
 		return hadLocal, fmt.Errorf("unblock %s: %w", key, err)
 	}
+	d.noteMarker("block:"+key, nil)
 	return ok || hadLocal, nil
+}
+
+// noteMarker updates the local view (Batcher stores) with a marker this
+// instance writes, so that its own next Assess sees it at once.
+func (d *Detector) noteMarker(name string, val []byte) {
+	if d.sync != nil {
+		d.sync.setLocal(name, val)
+	}
 }
 
 // Ready reports whether the store can be reached.

@@ -95,3 +95,11 @@ func contains(xs []string, x string) bool {
 	}
 	return false
 }
+
+// settle flushes the detector's buffer now (Redis: Observe only buffers),
+// as the flusher would within SyncInterval.
+func settle(d *Detector) {
+	if d.sync != nil {
+		d.sync.flush(context.Background())
+	}
+}

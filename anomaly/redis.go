@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,11 +22,14 @@ import (
 //	p:{KEY}          sorted set path -> last-seen unix ms
 //	b:{KEY}          hash "state" -> Baseline JSON, "PERIOD:r|b|d" -> counts
 //	m:NAME           string marker (block, step-up, fired rule), with a TTL
+//	m:gen:markers    counter incremented on every change of a block or
+//	                 step-up marker (MarkerGeneration), without a TTL
 //
 // The braces are cluster hash tags: one subject's keys share a slot.
 // One Lua script call per counter key (keyScript) counts and reads every
 // window, the distinct paths and the baseline hour, keeping running window
-// totals so reading is O(1); one request costs one pipelined round trip.
+// totals so reading is O(1); AddBatch sends a whole flush of the
+// detector's buffer (every key it counted) in one pipelined round trip.
 //
 // Every call is bounded by its context (the detector gives StoreTimeout).
 type RedisStore struct {
@@ -72,8 +74,10 @@ func (s *RedisStore) Ping(ctx context.Context) error {
 //
 // KEYS: paths zset, one counter hash per window, [baseline hash].
 // ARGV: windows, buckets per window, requests, bytes, downloads, now ms,
-// path ("" none), oldest path score kept, baseline period ("" none), then
-// per window: current bucket, TTL ms, "(" lowest path score in the window.
+// number of paths, oldest path score kept, baseline period ("" none), then
+// per window: current bucket, TTL ms, "(" lowest path score in the window;
+// then the paths. Requests may be more than one: a flush of the detector's
+// buffer adds everything one key saw in one call.
 //
 // A window hash holds its buckets ("BUCKET:r|b|d"), running totals
 // ("t:r|b|d") and "head", the newest bucket: buckets leaving the window are
@@ -81,11 +85,13 @@ func (s *RedisStore) Ping(ctx context.Context) error {
 var keyScript = redis.NewScript(`
 local nw, n = tonumber(ARGV[1]), tonumber(ARGV[2])
 local ir, ib, id = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local nowms, path, oldest, period = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local nowms, np, oldest, period = ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9]
 local add = ir > 0
 local pk = KEYS[1]
-if add and path ~= '' then
-  redis.call('ZADD', pk, nowms, path)
+if add and np > 0 then
+  for i = 10 + 3 * nw, 9 + 3 * nw + np do
+    redis.call('ZADD', pk, nowms, ARGV[i])
+  end
   redis.call('ZREMRANGEBYSCORE', pk, '-inf', '(' .. oldest)
   redis.call('PEXPIRE', pk, tonumber(nowms) - tonumber(oldest) + 60000)
 end
@@ -147,44 +153,86 @@ return out
 // baselineTTL is how long an idle user's baseline is kept.
 const baselineTTL = 90 * 24 * time.Hour
 
+type keyCmd struct {
+	key string
+	cmd *redis.Cmd
+}
+
 type readCmds struct {
 	windows   []time.Duration
-	counts    map[string]*redis.Cmd
+	counts    []keyCmd // in execution order: a later call's totals are newer
 	markers   map[string]*redis.StringCmd
 	baselines map[string]*redis.StringCmd
 }
 
-// queue queues keyScript for every key of q (adding inc to its keys when
-// inc is not nil), and the marker and baseline reads.
-func (s *RedisStore) queue(ctx context.Context, p redis.Pipeliner, now time.Time, inc *Increment, q Query) readCmds {
-	rc := readCmds{windows: q.Windows, counts: map[string]*redis.Cmd{}, markers: map[string]*redis.StringCmd{}, baselines: map[string]*redis.StringCmd{}}
+// tallies turns one Increment into one Tally per key (the baseline hour
+// going with the user key).
+func (inc Increment) tallies() []Tally {
+	out := make([]Tally, 0, len(inc.Keys))
+	for _, k := range inc.Keys {
+		t := Tally{Key: k, Counts: Counts{Requests: 1, Bytes: max(inc.Bytes, 0)}}
+		if inc.Download {
+			t.Counts.Downloads = 1
+		}
+		if inc.Path != "" {
+			t.Paths = []string{inc.Path}
+		}
+		if inc.BaselineUser == k {
+			t.Baseline, t.Period = true, inc.Period
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// queueKey queues keyScript for one counter key: adding t (when t has
+// requests) and reading every window.
+func (s *RedisStore) queueKey(ctx context.Context, p redis.Pipeliner, now time.Time, windows []time.Duration, key string, t Tally) *redis.Cmd {
 	nowMs := now.UnixMilli()
-	oldest := nowMs - maxWindow(q.Windows).Milliseconds()
+	oldest := nowMs - maxWindow(windows).Milliseconds()
+	keys := make([]string, 0, len(windows)+2)
+	keys = append(keys, s.pkey(key))
+	for _, w := range windows {
+		keys = append(keys, s.ckey(key, w))
+	}
+	r, b, d := max(t.Counts.Requests, 0), max(t.Counts.Bytes, 0), max(t.Counts.Downloads, 0)
+	paths, period := t.Paths, ""
+	if r == 0 {
+		paths = nil
+	}
+	if r > 0 && t.Baseline {
+		keys = append(keys, s.bkey(key))
+		period = strconv.FormatInt(t.Period, 10)
+	}
+	args := make([]any, 0, 9+3*len(windows)+len(paths))
+	args = append(args, len(windows), Buckets, r, b, d, strconv.FormatInt(nowMs, 10), len(paths), strconv.FormatInt(oldest, 10), period)
+	for _, w := range windows {
+		width := bucketWidth(w)
+		args = append(args, now.UnixNano()/int64(width), (w + 2*width).Milliseconds(), "("+strconv.FormatInt(nowMs-w.Milliseconds(), 10))
+	}
+	for _, path := range paths {
+		args = append(args, path)
+	}
+	return keyScript.EvalSha(ctx, p, keys, args...)
+}
+
+// queue queues keyScript for every tally (adding it) and every key of q
+// not tallied (reading it), and the marker and baseline reads.
+func (s *RedisStore) queue(ctx context.Context, p redis.Pipeliner, now time.Time, tallies []Tally, q Query) readCmds {
+	rc := readCmds{windows: q.Windows, markers: map[string]*redis.StringCmd{}, baselines: map[string]*redis.StringCmd{}}
+	tallied := map[string]bool{}
+	for _, t := range tallies {
+		at := t.Time
+		if at.IsZero() {
+			at = now
+		}
+		rc.counts = append(rc.counts, keyCmd{t.Key, s.queueKey(ctx, p, at, q.Windows, t.Key, t)})
+		tallied[t.Key] = true
+	}
 	for _, k := range q.Keys {
-		keys := make([]string, 0, len(q.Windows)+2)
-		keys = append(keys, s.pkey(k))
-		args := make([]any, 0, 9+3*len(q.Windows))
-		var r, b, d int64
-		path, period := "", ""
-		if inc != nil && slices.Contains(inc.Keys, k) {
-			r, b, path = 1, max(inc.Bytes, 0), inc.Path
-			if inc.Download {
-				d = 1
-			}
+		if !tallied[k] {
+			rc.counts = append(rc.counts, keyCmd{k, s.queueKey(ctx, p, now, q.Windows, k, Tally{})})
 		}
-		for _, w := range q.Windows {
-			keys = append(keys, s.ckey(k, w))
-		}
-		if r > 0 && inc.BaselineUser == k {
-			keys = append(keys, s.bkey(k))
-			period = strconv.FormatInt(inc.Period, 10)
-		}
-		args = append(args, len(q.Windows), Buckets, r, b, d, strconv.FormatInt(nowMs, 10), path, strconv.FormatInt(oldest, 10), period)
-		for _, w := range q.Windows {
-			width := bucketWidth(w)
-			args = append(args, now.UnixNano()/int64(width), (w + 2*width).Milliseconds(), "("+strconv.FormatInt(nowMs-w.Milliseconds(), 10))
-		}
-		rc.counts[k] = keyScript.EvalSha(ctx, p, keys, args...)
 	}
 	for _, n := range q.Markers {
 		rc.markers[n] = p.Get(ctx, s.mkey(n))
@@ -197,8 +245,8 @@ func (s *RedisStore) queue(ctx context.Context, p redis.Pipeliner, now time.Time
 
 func (rc readCmds) snapshot() (Snapshot, error) {
 	snap := Snapshot{Counts: map[string]map[time.Duration]Counts{}, Markers: map[string][]byte{}, Baselines: map[string]*Baseline{}}
-	for k, cmd := range rc.counts {
-		v, err := cmd.Int64Slice()
+	for _, kc := range rc.counts {
+		v, err := kc.cmd.Int64Slice()
 		if err != nil || len(v) != 4*len(rc.windows) {
 			return snap, storeErr("read counters", errors.Join(err, fmt.Errorf("%d values for %d windows", len(v), len(rc.windows))))
 		}
@@ -206,7 +254,7 @@ func (rc readCmds) snapshot() (Snapshot, error) {
 		for i, w := range rc.windows {
 			byW[w] = Counts{Requests: v[4*i], Bytes: v[4*i+1], Downloads: v[4*i+2], Paths: v[4*i+3]}
 		}
-		snap.Counts[k] = byW
+		snap.Counts[kc.key] = byW
 	}
 	for n, cmd := range rc.markers {
 		v, err := cmd.Bytes()
@@ -236,10 +284,18 @@ func (rc readCmds) snapshot() (Snapshot, error) {
 }
 
 // Add applies inc and reads q in one pipelined round trip. The increments
-// apply to the keys of inc that q also reads (the detector passes the same
-// keys and windows).
+// apply to the keys of inc (the detector passes the same keys in q).
 func (s *RedisStore) Add(ctx context.Context, now time.Time, inc Increment, q Query) (Snapshot, error) {
-	return s.run(ctx, "add", now, &inc, q)
+	if len(q.Windows) == 0 {
+		q.Windows = inc.Windows
+	}
+	return s.run(ctx, "add", now, inc.tallies(), q)
+}
+
+// AddBatch applies every tally (each at its own Time) and reads q, in one
+// pipelined round trip: the detector's flusher sends its whole buffer so.
+func (s *RedisStore) AddBatch(ctx context.Context, now time.Time, tallies []Tally, q Query) (Snapshot, error) {
+	return s.run(ctx, "add batch", now, tallies, q)
 }
 
 // Load reads q in one pipelined round trip.
@@ -247,13 +303,10 @@ func (s *RedisStore) Load(ctx context.Context, now time.Time, q Query) (Snapshot
 	return s.run(ctx, "load", now, nil, q)
 }
 
-func (s *RedisStore) run(ctx context.Context, op string, now time.Time, inc *Increment, q Query) (Snapshot, error) {
-	if inc != nil && len(q.Windows) == 0 {
-		q.Windows = inc.Windows
-	}
+func (s *RedisStore) run(ctx context.Context, op string, now time.Time, tallies []Tally, q Query) (Snapshot, error) {
 	exec := func() (Snapshot, error) {
 		p := s.c.Pipeline()
-		rc := s.queue(ctx, p, now, inc, q)
+		rc := s.queue(ctx, p, now, tallies, q)
 		if p.Len() == 0 {
 			return rc.snapshot()
 		}
@@ -269,7 +322,7 @@ func (s *RedisStore) run(ctx context.Context, op string, now time.Time, inc *Inc
 		s.loaded.Store(true)
 		return nil
 	}
-	if len(q.Keys) > 0 && !s.loaded.Load() {
+	if len(q.Keys)+len(tallies) > 0 && !s.loaded.Load() {
 		if err := load(); err != nil {
 			return Snapshot{}, err
 		}
@@ -287,7 +340,13 @@ func (s *RedisStore) run(ctx context.Context, op string, now time.Time, inc *Inc
 	return snap, err
 }
 
-// SetMarker is SET (NX) PX.
+// watched reports whether changes to marker name bump MarkerGeneration.
+func watched(name string) bool {
+	return strings.HasPrefix(name, "block:") || strings.HasPrefix(name, "stepup:")
+}
+
+// SetMarker is SET (NX) PX; a block or step-up marker also increments
+// MarkerGeneration.
 func (s *RedisStore) SetMarker(ctx context.Context, name string, val []byte, ttl time.Duration, onlyNew bool) (bool, error) {
 	if ttl < time.Millisecond {
 		ttl = time.Millisecond
@@ -297,21 +356,52 @@ func (s *RedisStore) SetMarker(ctx context.Context, name string, val []byte, ttl
 		if err != nil {
 			return false, storeErr("set marker", err)
 		}
+		if ok && watched(name) {
+			if err := s.c.Incr(ctx, s.mkey(MarkerGeneration)).Err(); err != nil {
+				return true, storeErr("bump marker generation", err)
+			}
+		}
 		return ok, nil
 	}
-	if err := s.c.Set(ctx, s.mkey(name), val, ttl).Err(); err != nil {
+	if !watched(name) {
+		if err := s.c.Set(ctx, s.mkey(name), val, ttl).Err(); err != nil {
+			return false, storeErr("set marker", err)
+		}
+		return true, nil
+	}
+	// The generation is bumped after the marker is written: whoever reads
+	// the new generation then finds the marker.
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, s.mkey(name), val, ttl)
+		p.Incr(ctx, s.mkey(MarkerGeneration))
+		return nil
+	})
+	if err != nil {
 		return false, storeErr("set marker", err)
 	}
 	return true, nil
 }
 
-// DeleteMarker is DEL.
+// DeleteMarker is DEL; a block or step-up marker also increments
+// MarkerGeneration.
 func (s *RedisStore) DeleteMarker(ctx context.Context, name string) (bool, error) {
-	n, err := s.c.Del(ctx, s.mkey(name)).Result()
+	if !watched(name) {
+		n, err := s.c.Del(ctx, s.mkey(name)).Result()
+		if err != nil {
+			return false, storeErr("delete marker", err)
+		}
+		return n > 0, nil
+	}
+	var del *redis.IntCmd
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		del = p.Del(ctx, s.mkey(name))
+		p.Incr(ctx, s.mkey(MarkerGeneration))
+		return nil
+	})
 	if err != nil {
 		return false, storeErr("delete marker", err)
 	}
-	return n > 0, nil
+	return del.Val() > 0, nil
 }
 
 // Markers SCANs for markers under prefix (every master of a cluster).

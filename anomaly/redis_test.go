@@ -7,6 +7,7 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,28 +171,57 @@ func TestTwoReplicasShareRedis(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The rule fired exactly once across both replicas.
-	if n := len(recA.Records()) + len(recB.Records()); n != 1 {
-		t.Fatalf("rule fired %d times across replicas", n)
-	}
+	// Observations are flushed in the background (every SyncInterval):
+	// within a second B refuses the user's next request (a session B has
+	// not seen, and then one it has) and has cut B's live request.
 	start := time.Now()
-	r, err := b.Assess(ctx, Subject{User: "ana", Session: "s3"})
-	if err != nil || !r.Blocked || r.Counts.Downloads != 51 || !contains(r.Flags, FlagBulkDownload) {
-		t.Fatalf("replica B: %+v %v", r, err)
+	var r Risk
+	var err error
+	for _, sess := range []string{"s3", "s1"} {
+		for {
+			r, err = b.Assess(ctx, Subject{User: "ana", Session: sess})
+			if err == nil && r.Blocked && r.Counts.Downloads == 51 || time.Since(start) > time.Second {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err != nil || !r.Blocked || r.Counts.Downloads != 51 || !contains(r.Flags, FlagBulkDownload) {
+			t.Fatalf("replica B, session %s, after %v: %+v %v", sess, time.Since(start), r, err)
+		}
 	}
+	t.Logf("B refused %v after the last download", time.Since(start))
 	select {
 	case <-liveB.Done():
 	case <-time.After(time.Second):
 		t.Fatal("live request on replica B not cut within 1s")
 	}
 	t.Logf("B refused and cut within %v", time.Since(start))
-	// Unblock on B lifts it for A.
+	// The rule fired exactly once across both replicas (both flushers judged
+	// the same sums).
+	time.Sleep(200 * time.Millisecond)
+	if n := len(recA.Records()) + len(recB.Records()); n != 1 {
+		t.Fatalf("rule fired %d times across replicas", n)
+	}
+	// Unblock on B lifts it for A within a second (A had the user in its
+	// view, blocked).
+	if r, _ := a.Assess(ctx, ana); !r.Blocked {
+		t.Fatalf("A does not block: %+v", r)
+	}
 	if ok, err := b.Unblock(ctx, BlockUser, "ana"); !ok || err != nil {
 		t.Fatalf("unblock: %v %v", ok, err)
 	}
-	if r, _ := a.Assess(ctx, ana); r.Blocked {
-		t.Fatalf("A still blocks after unblock on B: %+v", r)
+	start = time.Now()
+	for {
+		r, _ := a.Assess(ctx, ana)
+		if !r.Blocked {
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("A still blocks 1s after unblock on B: %+v", r)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
+	t.Logf("A lifted the block %v after the unblock on B", time.Since(start))
 }
 
 // TestStoreUnavailable: with Redis killed, fail_closed refuses (reason
@@ -216,14 +246,27 @@ func TestStoreUnavailable(t *testing.T) {
 				t.Fatal(err)
 			}
 			rs.Kill()
+			// The local view serves ana until the flusher's next round
+			// trip fails (SyncInterval): within a second Assess must say
+			// the store is gone, each call bounded.
 			start := time.Now()
-			r, err := d.Assess(ctx, Subject{User: "ana"})
+			var r Risk
+			var err error
+			for {
+				t0 := time.Now()
+				r, err = d.Assess(ctx, Subject{User: "ana"})
+				if el := time.Since(t0); el > time.Second {
+					t.Errorf("Assess took %v with Redis down", el)
+				}
+				if err != nil || time.Since(start) > time.Second {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
 			if !errors.Is(err, ErrStore) {
 				t.Fatalf("err = %v, want ErrStore", err)
 			}
-			if el := time.Since(start); el > time.Second {
-				t.Errorf("Assess took %v with Redis down", el)
-			}
+			t.Logf("Assess reported the store down %v after the kill", time.Since(start))
 			if r.Blocked == tc.failOpen || (!tc.failOpen && r.Reason != ReasonStoreUnavail) {
 				t.Fatalf("risk = %+v", r)
 			}
@@ -310,5 +353,102 @@ func TestHungStoreBacksOff(t *testing.T) {
 	time.Sleep(450 * time.Millisecond)
 	if _, el, err := timed(); errors.Is(err, ErrStoreBackoff) || el < 150*time.Millisecond {
 		t.Fatalf("after backoff the store was not tried again: %v after %v", err, el)
+	}
+}
+
+// ctxKey marks the calls a test makes itself, so a client hook can count
+// the Redis commands issued on the request path (not the flusher's).
+type ctxKey struct{}
+
+type countHook struct{ n *atomic.Int64 }
+
+func (h countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if ctx.Value(ctxKey{}) != nil {
+			h.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if ctx.Value(ctxKey{}) != nil {
+			h.n.Add(int64(len(cmds)))
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestRedisOffRequestPath: with Redis, Observe only buffers and Assess of
+// a subject already in the local view issues no command; the flusher
+// writes the counts within SyncInterval (another replica reads them), the
+// rule fires from the flush, and Close flushes what is still buffered.
+func TestRedisOffRequestPath(t *testing.T) {
+	rs := startRedis(t)
+	c := redis.NewClient(&redis.Options{Addr: rs.Addr, MaxRetries: -1})
+	defer c.Close()
+	var n atomic.Int64
+	c.AddHook(countHook{&n})
+	rec := &recorder{}
+	rules := []Rule{{Name: "burst", Window: time.Hour, RequestsOver: 40, Actions: []Action{ActionAlert, ActionBlockUser}}}
+	d, err := New(Options{Store: NewRedisStore(c, "t:"), Rules: rules, Hooks: rec.hooks(), SyncInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := newDetector(t, Options{Store: redisStore(t, rs.Addr), Rules: rules})
+	ctx := context.WithValue(t.Context(), ctxKey{}, true)
+	ana := Subject{User: "ana", Session: "s1"}
+	if _, err := d.Assess(ctx, ana); err != nil { // not in the view yet: one read
+		t.Fatal(err)
+	}
+	if n.Load() == 0 {
+		t.Fatal("first Assess did not read Redis (the hook counts nothing?)")
+	}
+	time.Sleep(100 * time.Millisecond) // the flusher's first round trip makes the view current
+	n.Store(0)
+	for i := range 40 {
+		if r, err := d.Assess(ctx, ana); err != nil || r.Blocked {
+			t.Fatalf("request %d: %+v %v", i, r, err)
+		}
+		if err := d.Observe(ctx, ana, Observation{Path: fmt.Sprintf("/p/%d", i), Bytes: 10}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := n.Load(); got != 0 {
+		t.Errorf("40 Assess+Observe issued %d Redis commands on the request path, want 0", got)
+	}
+	// The flusher wrote the counts: another replica reads all 40.
+	deadline := time.Now().Add(time.Second)
+	for {
+		r, err := other.Assess(t.Context(), Subject{User: "ana"})
+		if err == nil && r.Counts.Requests == 40 && r.Counts.Paths == 40 && r.Counts.Bytes == 400 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("other replica after 1s: %+v %v", r, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The 41st request trips the rule from the flush; this instance then
+	// refuses at once from its view.
+	_ = d.Observe(ctx, ana, Observation{Path: "/p/x"})
+	for deadline := time.Now().Add(time.Second); len(rec.Records()) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("rule did not fire from the flush within 1s")
+		}
+	}
+	if r, _ := d.Assess(ctx, ana); !r.Blocked || r.Counts.Requests != 41 {
+		t.Fatalf("after firing: %+v", r)
+	}
+	// Close flushes what is buffered.
+	_ = d.Observe(ctx, Subject{User: "bo"}, Observation{Path: "/q"})
+	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.Close(cctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := other.Assess(t.Context(), Subject{User: "bo"}); err != nil || r.Counts.Requests != 1 {
+		t.Fatalf("bo after Close: %+v %v", r, err)
 	}
 }

@@ -38,6 +38,35 @@ type Increment struct {
 	Period       int64
 }
 
+// Tally is what one counter key saw since the last flush of the
+// detector's buffer: Requests observations totalling Bytes and Downloads,
+// the distinct Paths among them, counted at Time (the newest observation;
+// zero: the flush's time). With Baseline set the same counts also go to
+// the key's baseline hour Period (the user key only).
+type Tally struct {
+	Key      string
+	Time     time.Time
+	Counts   Counts // Paths is ignored: Paths below are added
+	Paths    []string
+	Baseline bool
+	Period   int64
+}
+
+// Batcher is implemented by shared stores that can apply many tallies and
+// read a Query in one round trip (RedisStore). With such a store the
+// detector keeps counting and blocks off the request path: Observe
+// buffers, a background flusher sends the buffer every SyncInterval, and
+// Assess answers from the state the flusher read back.
+type Batcher interface {
+	// AddBatch applies every tally (to the windows of q), then reads q.
+	AddBatch(ctx context.Context, now time.Time, tallies []Tally, q Query) (Snapshot, error)
+}
+
+// MarkerGeneration names a counter marker that a Batcher store increments
+// whenever a block or step-up marker is set or deleted, so that replicas
+// notice with one cheap read per flush that they must re-read markers.
+const MarkerGeneration = "gen:markers"
+
 // Query says which state to read.
 type Query struct {
 	Keys      []string        // counter keys
