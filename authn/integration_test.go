@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gatehouse-dev/gatehouse/internal/idp"
+	"github.com/gatehouse-dev/gatehouse/internal/idp/idptest"
 	"github.com/gatehouse-dev/gatehouse/internal/testenv"
 )
 
@@ -24,7 +25,7 @@ const callbackURL = "http://gate.test/.gatehouse/callback"
 
 func realRig(t *testing.T, mod func(*Options)) (*rig, *idp.Provider) {
 	t.Helper()
-	p := idp.Start(t, idp.Options{RedirectURIs: []string{callbackURL}, PostLogoutRedirects: []string{"http://gate.test/.gatehouse/signed-out"}})
+	p := idptest.Start(t, idp.Options{RedirectURIs: []string{callbackURL}, PostLogoutRedirects: []string{"http://gate.test/.gatehouse/signed-out"}})
 	o := baseOptions(p.Issuer, p.ClientID, p.ClientSecret)
 	o.Claims.Roles = "realm_access.roles"
 	if mod != nil {
@@ -320,7 +321,7 @@ func testenvHas(name string) bool {
 }
 
 func TestDexHasNoMFA(t *testing.T) {
-	d := idp.StartDex(t, idp.Options{RedirectURIs: []string{callbackURL}})
+	d := idptest.StartDex(t, idp.Options{RedirectURIs: []string{callbackURL}})
 	o := baseOptions(d.Issuer, d.ClientID, d.ClientSecret)
 	o.Scopes = []string{"openid", "email", "profile"}
 	rg := newRig(t, o)

@@ -28,6 +28,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/internal/idp"
+	"github.com/gatehouse-dev/gatehouse/internal/idp/idptest"
 	"github.com/gatehouse-dev/gatehouse/internal/testenv"
 )
 
@@ -97,7 +98,7 @@ func newExampleCert(t *testing.T) *exampleCert {
 
 func newAuthnE2E(t *testing.T, extraYAML string) *authnE2E {
 	t.Helper()
-	p := idp.Start(t, idp.Options{RedirectURIs: []string{"https://gate.example.com/.gatehouse/callback"},
+	p := idptest.Start(t, idp.Options{RedirectURIs: []string{"https://gate.example.com/.gatehouse/callback"},
 		PostLogoutRedirects: []string{"https://gate.example.com/.gatehouse/signed-out"}})
 	up, seenReqs := echoUpstream(t, nil)
 	dir := t.TempDir()

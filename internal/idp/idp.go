@@ -1,23 +1,16 @@
-// Package idp starts the real OpenID Providers the integration tests sign in
-// against: test/idp (npm oidc-provider, users with and without a second
-// factor, amr/acr) and Dex (no amr/acr at all). It also has a TOTP
-// generator for the test IdP's second factor and a tiny form-filling
-// browser for driving login pages over plain HTTP.
+// Package idp runs the real test OpenID Provider, test/idp (npm
+// oidc-provider, users with and without a second factor, amr/acr), for the
+// demo and the tests (Launch), names its users, and has a TOTP generator
+// for its second factor and a tiny form-filling browser for driving login
+// pages. Test-only starters, including Dex (no amr/acr at all), are in
+// idptest so that the gatehouse binary does not link package testing.
 package idp
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"testing"
 	"time"
-
-	"github.com/gatehouse-dev/gatehouse/internal/testenv"
 )
 
 // The test IdP's users (test/idp/idp.js).
@@ -29,6 +22,12 @@ const (
 	BobPassword   = "bob-password"
 	MFAACR        = "urn:gatehouse:mfa"
 	PasswordACR   = "urn:gatehouse:pwd"
+)
+
+// Dex's one static user (password connector: no amr, acr or auth_time).
+const (
+	DexUser     = "carol@example.com"
+	DexPassword = "carol-password"
 )
 
 // Provider is a running IdP.
@@ -44,73 +43,6 @@ type Options struct {
 	ClientSecret        string // default "gatehouse-secret"
 	RedirectURIs        []string
 	PostLogoutRedirects []string
-}
-
-// Start runs test/idp on a free loopback port until the test ends. A
-// missing node or npm install fails the test (skips under -short).
-func Start(t testing.TB, o Options) *Provider {
-	t.Helper()
-	node := testenv.NeedBinary(t, "node")
-	dir := filepath.Join(testenv.RepoRoot(t), "test", "idp")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "oidc-provider")); err != nil {
-		testenv.Missing(t, "test/idp/node_modules (run scripts/deps/20-idp.sh)")
-	}
-	if o.ClientID == "" {
-		o.ClientID = "gatehouse"
-	}
-	if o.ClientSecret == "" {
-		o.ClientSecret = "gatehouse-secret"
-	}
-	port := testenv.FreePort(t)
-	cmd := exec.Command(node, "idp.js")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
-		fmt.Sprintf("IDP_PORT=%d", port),
-		"IDP_CLIENT_ID="+o.ClientID,
-		"IDP_CLIENT_SECRET="+o.ClientSecret,
-		"IDP_REDIRECT_URIS="+strings.Join(o.RedirectURIs, " "),
-		"IDP_POST_LOGOUT_REDIRECT_URIS="+strings.Join(o.PostLogoutRedirects, " "),
-		"IDP_ALICE_TOTP_SECRET="+AliceTOTP,
-	)
-	issuer := waitLine(t, cmd, "issuer=", 30*time.Second)
-	return &Provider{Issuer: issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret}
-}
-
-// waitLine starts cmd and waits for a stdout line starting with prefix;
-// it returns the rest of the line. The process is killed when t ends.
-func waitLine(t testing.TB, cmd *exec.Cmd, prefix string, timeout time.Duration) string {
-	t.Helper()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &limitedWriter{w: &stderr, n: 64 << 10}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", cmd.Path, err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), prefix); ok {
-				found <- v
-				break
-			}
-		}
-		_, _ = io.Copy(io.Discard, out)
-	}()
-	select {
-	case v := <-found:
-		return strings.TrimSpace(v)
-	case <-time.After(timeout):
-		t.Fatalf("%s did not print %q within %s; stderr:\n%s", cmd.Path, prefix, timeout, stderr.String())
-	}
-	return ""
 }
 
 // WaitHTTP polls url until it answers 200 or timeout passes.
@@ -131,6 +63,10 @@ func WaitHTTP(ctx context.Context, url string, timeout time.Duration) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// LimitWriter returns a writer that keeps the first n bytes written to w
+// and silently drops the rest (a peer's chatty output in a test log).
+func LimitWriter(w io.Writer, n int) io.Writer { return &limitedWriter{w: w, n: n} }
 
 type limitedWriter struct {
 	w io.Writer

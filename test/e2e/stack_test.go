@@ -24,6 +24,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/internal/demoapps"
 	"github.com/gatehouse-dev/gatehouse/internal/idp"
+	"github.com/gatehouse-dev/gatehouse/internal/idp/idptest"
 	"github.com/gatehouse-dev/gatehouse/internal/testenv"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/proxy/certs"
@@ -130,7 +131,7 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	s := &stack{t: t, dir: t.TempDir(), apps: map[string]*demoapps.App{}, dial: map[string]string{}}
 	s.port = testenv.FreePort(t)
 	s.external = fmt.Sprintf("https://%s:%d", centralName, s.port)
-	s.idp = idp.Start(t, idp.Options{
+	s.idp = idptest.Start(t, idp.Options{
 		RedirectURIs:        []string{s.external + "/.gatehouse/callback"},
 		PostLogoutRedirects: []string{s.external + "/.gatehouse/signed-out"},
 	})

@@ -1,4 +1,4 @@
-package idp
+package idptest
 
 import (
 	"context"
@@ -12,19 +12,14 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/gatehouse-dev/gatehouse/internal/idp"
 	"github.com/gatehouse-dev/gatehouse/internal/testenv"
-)
-
-// Dex's one static user (password connector: no amr, acr or auth_time).
-const (
-	DexUser     = "carol@example.com"
-	DexPassword = "carol-password"
 )
 
 // StartDex runs a real Dex (.tools/bin/dex, scripts/deps/40-dex.sh) on a
 // free loopback port with an in-memory store, the static password
 // connector and one client, until the test ends.
-func StartDex(t testing.TB, o Options) *Provider {
+func StartDex(t testing.TB, o idp.Options) *idp.Provider {
 	t.Helper()
 	bin := testenv.NeedBinary(t, "dex")
 	if o.ClientID == "" {
@@ -36,7 +31,7 @@ func StartDex(t testing.TB, o Options) *Provider {
 	port := testenv.FreePort(t)
 	telemetry := testenv.FreePort(t)
 	issuer := fmt.Sprintf("http://127.0.0.1:%d/dex", port)
-	hash, err := bcrypt.GenerateFromPassword([]byte(DexPassword), bcrypt.DefaultCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte(idp.DexPassword), bcrypt.DefaultCost)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +62,7 @@ staticClients:
     secret: %q
     name: Gatehouse
     redirectURIs:
-%s`, issuer, port, telemetry, DexUser, string(hash), o.ClientID, o.ClientSecret, redirects.String())
+%s`, issuer, port, telemetry, idp.DexUser, string(hash), o.ClientID, o.ClientSecret, redirects.String())
 	dir := t.TempDir()
 	path := filepath.Join(dir, "dex.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -76,7 +71,7 @@ staticClients:
 	cmd := exec.Command(bin, "serve", path)
 	cmd.Dir = dir
 	var stderr strings.Builder
-	cmd.Stdout = &limitedWriter{w: &stderr, n: 64 << 10}
+	cmd.Stdout = idp.LimitWriter(&stderr, 64<<10)
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start dex: %v", err)
@@ -90,8 +85,8 @@ staticClients:
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := WaitHTTP(ctx, issuer+"/.well-known/openid-configuration", 30*time.Second); err != nil {
+	if err := idp.WaitHTTP(ctx, issuer+"/.well-known/openid-configuration", 30*time.Second); err != nil {
 		t.Fatalf("dex: %v\n%s", err, stderr.String())
 	}
-	return &Provider{Issuer: issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret}
+	return &idp.Provider{Issuer: issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret}
 }
