@@ -113,8 +113,23 @@ func (hp *headerPolicy) strip(h http.Header) {
 	hp.stripSessionCookie(h)
 }
 
-// stripSessionCookie drops the session cookie (and its chunks, name_1 ...)
-// from Cookie headers, keeping the application's own cookies.
+// gatehouseCookie reports whether a cookie is one of Gatehouse's own: the
+// session cookie and its chunks (name_1, name-1), the gh_* login and SSO
+// cookies, each also with the __Host- or __Secure- prefix. The authn stage
+// strips its cookies too; this holds even when no authn stage is wired.
+func (hp *headerPolicy) gatehouseCookie(name string) bool {
+	for _, p := range []string{"__Host-", "__Secure-"} {
+		if n, ok := strings.CutPrefix(name, p); ok {
+			name = n
+			break
+		}
+	}
+	c := hp.sessionCookie
+	return name == c || strings.HasPrefix(name, c+"_") || strings.HasPrefix(name, c+"-") || strings.HasPrefix(name, "gh_")
+}
+
+// stripSessionCookie drops Gatehouse's own cookies from Cookie headers,
+// keeping the application's.
 func (hp *headerPolicy) stripSessionCookie(h http.Header) {
 	vals := h.Values("Cookie")
 	if len(vals) == 0 {
@@ -128,7 +143,7 @@ func (hp *headerPolicy) stripSessionCookie(h http.Header) {
 				continue
 			}
 			name, _, _ := strings.Cut(part, "=")
-			if name == hp.sessionCookie || strings.HasPrefix(name, hp.sessionCookie+"_") {
+			if hp.gatehouseCookie(name) {
 				continue
 			}
 			kept = append(kept, part)

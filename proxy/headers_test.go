@@ -31,6 +31,7 @@ func FuzzForwardedHeaders(f *testing.F) {
 	f.Add("1.2.3.4, 10.0.0.1", "_gatehouse=x; a=b")
 	f.Add("garbage,,", "_gatehouse_1=y;_gatehouse=z")
 	f.Add("2001:db8::1", "a=b; _gatehouse")
+	f.Add("127.0.0.1", "__Host-_gatehouse=x; __Host-_gatehouse-1=y; __Host-gh_sso_ab=z; app=1")
 	cfg := baseConfig("http://x")
 	cfg.TrustedProxies = []string{"10.0.0.0/8"}
 	hp, err := newHeaderPolicy(cfg)
@@ -60,7 +61,8 @@ func FuzzForwardedHeaders(f *testing.F) {
 		for _, line := range out.Values("Cookie") {
 			for part := range strings.SplitSeq(line, ";") {
 				name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
-				if name == "_gatehouse" || strings.HasPrefix(name, "_gatehouse_") {
+				n := strings.TrimPrefix(strings.TrimPrefix(name, "__Host-"), "__Secure-")
+				if n == "_gatehouse" || strings.HasPrefix(n, "_gatehouse_") || strings.HasPrefix(n, "_gatehouse-") || strings.HasPrefix(n, "gh_") {
 					t.Fatalf("session cookie survived: %q -> %q", cookie, line)
 				}
 			}
@@ -71,4 +73,23 @@ func FuzzForwardedHeaders(f *testing.F) {
 			t.Fatalf("X-Forwarded-For %q does not end with the peer", fwd.Get("X-Forwarded-For"))
 		}
 	})
+}
+
+func TestGatehouseCookiesNeverReachUpstream(t *testing.T) {
+	hp, err := newHeaderPolicy(baseConfig("http://x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"__Host-_gatehouse=s; app=1", "app=1"},
+		{"__Host-_gatehouse-1=c1; __Host-_gatehouse-2=c2; theme=dark", "theme=dark"},
+		{"__Host-gh_login_x=l; __Host-gh_sso_y=s; _gatehouse=old; _gatehouse_1=c", ""},
+		{"__Secure-_gatehouse=s; gatehouse_app=keep", "gatehouse_app=keep"},
+	} {
+		h := http.Header{"Cookie": {tc.in}}
+		hp.strip(h)
+		if got := h.Get("Cookie"); got != tc.want {
+			t.Errorf("%q -> %q, want %q", tc.in, got, tc.want)
+		}
+	}
 }
