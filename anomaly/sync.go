@@ -142,6 +142,11 @@ func (y *syncer) fill(q Query, snap Snapshot, started time.Time) {
 	now := time.Now()
 	y.mu.Lock()
 	defer y.mu.Unlock()
+	if y.okAt.IsZero() && y.lastErr == nil {
+		// Before the flusher's first round trip, the reads made on the
+		// request path are all the view holds, and they are current.
+		y.okAt = started
+	}
 	for k, byW := range snap.Counts {
 		vc := y.counts[k]
 		if vc == nil {
