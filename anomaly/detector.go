@@ -25,8 +25,9 @@ type Revoker interface {
 
 // Hooks let the embedding program write down what the detector does
 // (audit records, metrics, logs). Every hook is optional and must not
-// block for long; they are called on the request's goroutine (OnAnomaly)
-// or a delivery worker (OnAlert).
+// block for long; they are called on the request's goroutine (OnAnomaly
+// with the memory store), the flusher (OnAnomaly with a Batcher store such
+// as Redis) or a delivery worker (OnAlert).
 type Hooks struct {
 	// OnAnomaly is called once per rule firing, after its actions ran.
 	OnAnomaly func(ctx context.Context, r Record)

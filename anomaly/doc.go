@@ -16,8 +16,9 @@
 //     session) has, per configured window, a ring of Buckets time buckets
 //     (window/Buckets wide): the sliding window sum is exact to one bucket.
 //     Distinct paths are kept as path → last-seen time.
-//   - Rules are evaluated after each observation on the counters read back
-//     from the store (so two replicas sharing Redis judge the same sums).
+//   - Rules are evaluated on the counters read back from the store (so two
+//     replicas sharing Redis judge the same sums): after each observation
+//     with the memory store, after each flush with a Batcher store.
 //     A rule whose conditions all hold fires once per subject until its
 //     "fired" marker expires (the rule's window, or its block duration if
 //     shorter): actions are idempotent, even across replicas (SET NX).
@@ -28,14 +29,26 @@
 //     are folded into its band once the hour is over, hours without
 //     activity count as zero, and a rule using above_baseline only fires
 //     for users first seen at least MinHistory ago.
-//   - Assess reads blocks, step-up markers and counters in one round trip
-//     and turns them into Risk flags ("night", the rule's name and its
+//   - Assess reads blocks, step-up markers and counters (one round trip,
+//     or the local view below) and turns them into Risk flags ("night", the rule's name and its
 //     kind: bulk_download, bulk_bytes, request_burst, many_paths,
 //     unusual_volume). When the store cannot be read, Assess fails closed
 //     (Blocked, reason store_unavailable) unless FailOpen is set.
+//   - A shared store that is a Batcher (RedisStore) is kept off the
+//     request path (sync.go): Observe only buffers; a flusher sends the
+//     buffer every SyncInterval in one pipelined round trip, reads the
+//     totals back and judges the rules on them. Assess answers from a
+//     local view of recent subjects' counters, markers and baselines,
+//     read from the store once per new subject. Every flush also reads
+//     MarkerGeneration, which the store increments on each change of a
+//     block or step-up marker: when it moved the whole view is re-read at
+//     once, and every ResyncInterval anyway. The view is trusted only
+//     while the flusher's last round trip succeeded and is under a second
+//     old; otherwise Assess goes to the store and fails closed as above.
 //   - Blocks cut live requests: Watch returns a context cancelled as soon
-//     as a block covering its subject is made on this instance, or within
-//     PollInterval when it was made by another instance sharing the store.
+//     as a block covering its subject is made on this instance, or when it
+//     was made by another instance sharing the store, within one flush
+//     (Batcher stores) or PollInterval (others).
 //   - Alerts are queued and delivered by background workers with retries;
 //     the request path never waits for a webhook.
 //
