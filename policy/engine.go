@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // Options configure an [Engine].
@@ -38,6 +39,12 @@ type Options struct {
 	// OnShadowDisagreement is called when the shadow set judges a request
 	// differently from the real one.
 	OnShadowDisagreement func(ShadowDisagreement)
+	// NoDecisionMemo turns the decision memo off: every request is
+	// evaluated by OPA. (The memo never changes a decision; see the
+	// package doc.)
+	NoDecisionMemo bool
+	// MemoSize bounds each revision's memo (DefaultMemoSize when zero).
+	MemoSize int
 }
 
 // ReloadEvent reports one reload attempt.
@@ -70,6 +77,8 @@ type Engine struct {
 
 	reloadMu sync.Mutex
 	lastErr  atomic.Pointer[errBox]
+
+	memo memoCounters
 
 	watcher *fsnotify.Watcher
 	stop    chan struct{}
@@ -159,7 +168,14 @@ func (e *Engine) reloadOne(ctx context.Context, trigger, dir string, slot *atomi
 	if prev != nil {
 		ev.Previous = prev.revision
 	}
-	set, err := Compile(ctx, dir, CompileOptions{Timeout: e.opts.Timeout})
+	memoSize := e.opts.MemoSize
+	if memoSize <= 0 {
+		memoSize = DefaultMemoSize
+	}
+	if e.opts.NoDecisionMemo {
+		memoSize = 0
+	}
+	set, err := Compile(ctx, dir, CompileOptions{Timeout: e.opts.Timeout, MemoSize: memoSize})
 	switch {
 	case err != nil:
 		ev.Err = err
@@ -194,11 +210,11 @@ func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 	if set == nil {
 		return failed(ReasonNotLoaded), e.Ready()
 	}
-	v := in.Value()
-	mfa, routeMFA := in.Session.MFA, in.mfaDemanded()
-	d, err := set.decide(ctx, v, mfa, routeMFA)
+	var v ast.Value // built once, only if an evaluation needs it
+	d, res, err := set.decideTyped(ctx, &in, &v)
+	e.memo.count(res)
 	if sh := e.shadow.Load(); sh != nil && e.opts.OnShadowDisagreement != nil {
-		sd, serr := sh.decide(ctx, v, mfa, routeMFA)
+		sd, _, serr := sh.decideTyped(ctx, &in, &v)
 		if sd.Outcome != d.Outcome || !slices.Equal(sd.Reasons, d.Reasons) {
 			e.opts.OnShadowDisagreement(ShadowDisagreement{
 				RequestID: in.Request.ID, Real: d, Shadow: sd, ShadowErr: serr,
@@ -206,6 +222,16 @@ func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 		}
 	}
 	return d, err
+}
+
+// MemoStats counts decisions by how they were reached (memo hit, miss, or
+// no memo), since the engine started.
+func (e *Engine) MemoStats() MemoStats {
+	st := MemoStats{Hits: e.memo.hits.Load(), Misses: e.memo.misses.Load(), Uncached: e.memo.none.Load()}
+	if s := e.cur.Load(); s != nil && s.memo != nil {
+		st.Entries = s.memo.len()
+	}
+	return st
 }
 
 // Close stops the watcher. Decisions keep working with the last revision.

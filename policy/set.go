@@ -33,6 +33,10 @@ type CompileOptions struct {
 	SkipTests bool
 	// TestTimeout bounds each Rego test (5s when zero).
 	TestTimeout time.Duration
+	// MemoSize enables the decision memo with this many entries (0: no
+	// memo). It serves typed inputs ([Set.Decide], [Engine.Decide]) when
+	// the policy's reads of input can be analysed; see [Set.Memo].
+	MemoSize int
 }
 
 // Set is one compiled, tested revision of a policy directory. It is
@@ -43,6 +47,8 @@ type Set struct {
 	timeout  time.Duration
 	pq       rego.PreparedEvalQuery
 	files    []string
+	deps     inputDeps // what the revision can read of input
+	memo     *memo     // nil: every decision is evaluated
 }
 
 // Revision is the content hash of the set's served files.
@@ -75,6 +81,7 @@ func compileSnapshot(ctx context.Context, dir string, snap *snapshot, opts Compi
 		return nil, err
 	}
 	all := res.ParsedModules()
+	var compiler *ast.Compiler
 	regoOpts := []func(*rego.Rego){
 		rego.Query(query),
 		rego.SetRegoVersion(ast.RegoV1),
@@ -84,6 +91,9 @@ func compileSnapshot(ctx context.Context, dir string, snap *snapshot, opts Compi
 		rego.Store(newStore(res.Documents)),
 		// Keep results as OPA values: no conversion to Go maps per request.
 		rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t.Value, nil }),
+		// The compiler's output is what gets evaluated: its modules (refs
+		// resolved, imports applied) are what the memo analysis walks.
+		rego.CompilerHook(func(c *ast.Compiler) { compiler = c }),
 	}
 	found := false
 	names := make([]string, 0, len(all))
@@ -118,12 +128,23 @@ func compileSnapshot(ctx context.Context, dir string, snap *snapshot, opts Compi
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	return &Set{dir: dir, revision: snap.revision(), timeout: timeout, pq: pq, files: names}, nil
+	set := &Set{dir: dir, revision: snap.revision(), timeout: timeout, pq: pq, files: names}
+	if compiler != nil {
+		set.deps = analyseInputs(compiler.Modules)
+	} else {
+		set.deps.off = "compiled modules unavailable"
+	}
+	if opts.MemoSize > 0 && set.deps.off == "" {
+		set.memo = newMemo(set.deps.paths, opts.MemoSize)
+	}
+	return set, nil
 }
 
 // Decide judges one input.
 func (s *Set) Decide(ctx context.Context, in Input) (Decision, error) {
-	return s.decide(ctx, in.Value(), in.Session.MFA, in.mfaDemanded())
+	var v ast.Value
+	d, _, err := s.decideTyped(ctx, &in, &v)
+	return d, err
 }
 
 // DecideDocument judges an input document given as JSON-like values (an
@@ -183,6 +204,18 @@ var noMetrics = metrics.NoOp()
 
 func (s *Set) decide(ctx context.Context, input ast.Value, mfa, routeMFA bool, extra ...rego.EvalOption) (Decision, error) {
 	start := time.Now()
+	v, d, err := s.eval(ctx, input, extra...)
+	if err == nil {
+		d = v.decision(mfa, routeMFA)
+	}
+	d.Revision = s.revision
+	d.Duration = time.Since(start)
+	return d, err
+}
+
+// eval evaluates the prepared query once: the policy's verdict, or the
+// fail-closed decision and a non-nil error.
+func (s *Set) eval(ctx context.Context, input ast.Value, extra ...rego.EvalOption) (verdict, Decision, error) {
 	// A timer cancels the evaluation: cheaper than a context with deadline,
 	// which makes OPA start a goroutine per evaluation.
 	cancel := topdown.NewCancel()
@@ -195,15 +228,11 @@ func (s *Set) decide(ctx context.Context, input ast.Value, mfa, routeMFA bool, e
 	}
 	stopped := timer.Stop()
 	timedOut := !stopped && ctx.Err() == nil
-	var d Decision
 	if err != nil || timedOut || ctx.Err() != nil { // nobody waits for a late verdict
-		d, err = evalFailure(ctx, err, timedOut, s.timeout)
-	} else {
-		d, err = interpret(rs, mfa, routeMFA)
+		d, err := evalFailure(ctx, err, timedOut, s.timeout)
+		return verdict{}, d, err
 	}
-	d.Revision = s.revision
-	d.Duration = time.Since(start)
-	return d, err
+	return readVerdict(rs)
 }
 
 func evalFailure(ctx context.Context, err error, timedOut bool, timeout time.Duration) (Decision, error) {
@@ -224,15 +253,40 @@ func evalFailure(ctx context.Context, err error, timedOut bool, timeout time.Dur
 // compileSnapshot) into a decision, failing closed on every shape it does
 // not expect.
 func interpret(rs rego.ResultSet, mfa, routeMFA bool) (Decision, error) {
+	v, d, err := readVerdict(rs)
+	if err != nil {
+		return d, err
+	}
+	return v.decision(mfa, routeMFA), nil
+}
+
+// verdict is what the policy itself said about one input, before the
+// request's own MFA facts are applied: the unit the decision memo stores.
+type verdict struct {
+	allow      bool
+	deny       []string // sorted
+	requireMFA bool     // the policy's require_mfa only
+}
+
+// decision applies the rule (Combine) with the request's MFA facts.
+func (v verdict) decision(mfa, routeMFA bool) Decision {
+	return Combine(v.allow, v.deny, v.requireMFA || routeMFA, mfa)
+}
+
+// readVerdict reads the policy's answer from the query's bindings; on any
+// shape it does not expect it returns the fail-closed decision and a
+// non-nil error.
+func readVerdict(rs rego.ResultSet) (verdict, Decision, error) {
+	fail := func(d Decision, err error) (verdict, Decision, error) { return verdict{}, d, err }
 	if len(rs) != 1 {
-		return failed(ReasonUndefined), fmt.Errorf("%w: %d results", ErrUndefined, len(rs))
+		return fail(failed(ReasonUndefined), fmt.Errorf("%w: %d results", ErrUndefined, len(rs)))
 	}
 	b := rs[0].Bindings
 	allowVals, ok1 := b["allow"].(*ast.Array)
 	denyVals, ok2 := b["deny"].(*ast.Array)
 	mfaVals, ok3 := b["require_mfa"].(*ast.Array)
 	if !ok1 || !ok2 || !ok3 {
-		return failed(ReasonUndefined), fmt.Errorf("%w: unexpected result shape", ErrUndefined)
+		return fail(failed(ReasonUndefined), fmt.Errorf("%w: unexpected result shape", ErrUndefined))
 	}
 
 	// deny first: a deny reason is worth recording even when allow is broken.
@@ -246,7 +300,7 @@ func interpret(rs rego.ResultSet, mfa, routeMFA bool) (Decision, error) {
 			deny = make([]string, 0, members.Len())
 			members.Foreach(func(t *ast.Term) { deny = append(deny, reasonString(t.Value)) })
 		default:
-			return failed(ReasonDenyNotSet), fmt.Errorf("%w: deny is %s", ErrNotBoolean, ast.ValueName(members))
+			return fail(failed(ReasonDenyNotSet), fmt.Errorf("%w: deny is %s", ErrNotBoolean, ast.ValueName(members)))
 		}
 		deny = sortedCopy(deny)
 	}
@@ -259,23 +313,23 @@ func interpret(rs rego.ResultSet, mfa, routeMFA bool) (Decision, error) {
 			sort.Strings(d.Reasons)
 		}
 		d.Deny = deny
-		return d, ErrUndefined
+		return verdict{}, d, ErrUndefined
 	case allowVals.Len() > 1 || denyVals.Len() > 1 || mfaVals.Len() > 1:
-		return failed(ReasonConflict), ErrConflict
+		return fail(failed(ReasonConflict), ErrConflict)
 	}
 	allow, ok := allowVals.Elem(0).Value.(ast.Boolean)
 	if !ok {
-		return failed(ReasonNotBoolean), fmt.Errorf("%w: allow is %s", ErrNotBoolean, ast.ValueName(allowVals.Elem(0).Value))
+		return fail(failed(ReasonNotBoolean), fmt.Errorf("%w: allow is %s", ErrNotBoolean, ast.ValueName(allowVals.Elem(0).Value)))
 	}
 	requireMFA := false
 	if mfaVals.Len() == 1 {
 		b, ok := mfaVals.Elem(0).Value.(ast.Boolean)
 		if !ok {
-			return failed(ReasonMFANotBoolean), fmt.Errorf("%w: require_mfa is %s", ErrNotBoolean, ast.ValueName(mfaVals.Elem(0).Value))
+			return fail(failed(ReasonMFANotBoolean), fmt.Errorf("%w: require_mfa is %s", ErrNotBoolean, ast.ValueName(mfaVals.Elem(0).Value)))
 		}
 		requireMFA = bool(b)
 	}
-	return Combine(bool(allow), deny, requireMFA || routeMFA, mfa), nil
+	return verdict{allow: bool(allow), deny: deny, requireMFA: requireMFA}, Decision{}, nil
 }
 
 // reasonString renders one deny member: strings as written, anything else
