@@ -100,6 +100,9 @@ type Policy struct {
 	Dir       string   `yaml:"dir"`
 	Timeout   Duration `yaml:"timeout"`
 	ShadowDir string   `yaml:"shadow_dir"`
+	// DecisionCache memoises decisions per policy revision, keyed by the
+	// input fields the policy reads (nil: on). See docs/policy.md.
+	DecisionCache *bool `yaml:"decision_cache"`
 }
 
 // Audit configures the signed audit log.

@@ -249,17 +249,6 @@ func evalFailure(ctx context.Context, err error, timedOut bool, timeout time.Dur
 	return failed(ReasonEvalError), fmt.Errorf("%w: %w", ErrEval, err)
 }
 
-// interpret turns the query's bindings (OPA values, see GenerateJSON in
-// compileSnapshot) into a decision, failing closed on every shape it does
-// not expect.
-func interpret(rs rego.ResultSet, mfa, routeMFA bool) (Decision, error) {
-	v, d, err := readVerdict(rs)
-	if err != nil {
-		return d, err
-	}
-	return v.decision(mfa, routeMFA), nil
-}
-
 // verdict is what the policy itself said about one input, before the
 // request's own MFA facts are applied: the unit the decision memo stores.
 type verdict struct {

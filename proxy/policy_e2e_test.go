@@ -312,6 +312,71 @@ func TestPolicyInputFromRequestMatchesSchema(t *testing.T) {
 	}
 }
 
+// The decision memo through the real wiring: a repeated request is served
+// from the memo (counted in /metrics) with its own audit input, a read
+// field misses, a reload drops the memo, and policy.decision_cache: false
+// turns it off.
+func TestPolicyE2EDecisionMemo(t *testing.T) {
+	for _, memo := range []bool{true, false} {
+		dir := t.TempDir()
+		writePolicyFile(t, dir, "authz.rego", policyE2E)
+		rec := &fakeRecorder{}
+		up, _ := echoUpstream(t, nil)
+		cfg := baseConfig(up.URL)
+		cfg.Policy = config.Policy{Dir: dir, Timeout: config.Duration(5 * time.Second), DecisionCache: &memo}
+		s, front := newTestServer(t, cfg, stages{auth: &fakeAuth{id: alice}, rec: rec, extra: func(w *Wiring) {
+			if err := buildPolicy(context.Background(), w); err != nil {
+				t.Fatalf("build policy: %v", err)
+			}
+		}})
+		t.Cleanup(func() { _ = s.runClose(context.Background()) })
+		admin := httptest.NewServer(s.AdminHandler())
+		t.Cleanup(admin.Close)
+		const hit, miss, uncached = `gatehouse_policy_memo_decisions_total{result="hit"}`, `gatehouse_policy_memo_decisions_total{result="miss"}`, `gatehouse_policy_memo_decisions_total{result="uncached"}`
+
+		var ids []string
+		for i, path := range []string{"/doc", "/doc", "/SECRET/x", "/doc"} {
+			resp, _ := get(t, front, "app.example.com", path, map[string]string{"User-Agent": "agent-" + string(rune('a'+i))})
+			wantStatus := http.StatusOK
+			if path == "/SECRET/x" {
+				wantStatus = http.StatusForbidden
+			}
+			if resp.StatusCode != wantStatus {
+				t.Fatalf("memo %v: %s: %d", memo, path, resp.StatusCode)
+			}
+			eventually(t, func() bool { return rec.count(EventDecision) == i+1 })
+			ev := lastDecision(t, rec)
+			if ev.Input == nil || ev.Input["request"].(map[string]any)["path"] != path {
+				t.Fatalf("memo %v: decision %d audited without its own input: %+v", memo, i, ev.Input)
+			}
+			ids = append(ids, ev.Input["request"].(map[string]any)["id"].(string))
+		}
+		if ids[0] == ids[1] || ids[1] == ids[3] {
+			t.Fatalf("request ids %v", ids)
+		}
+		h, m, u := metricValue(t, admin, hit), metricValue(t, admin, miss), metricValue(t, admin, uncached)
+		if memo && (h != 2 || m != 2 || u != 0) || !memo && (h != 0 || m != 0 || u != 4) {
+			t.Fatalf("memo %v: hits %v misses %v uncached %v", memo, h, m, u)
+		}
+		if memo && metricValue(t, admin, "gatehouse_policy_memo_entries") != 2 {
+			t.Fatalf("memo entries %v", metricValue(t, admin, "gatehouse_policy_memo_entries"))
+		}
+		if !memo {
+			continue
+		}
+		// A new revision: memo dropped, counters keep counting.
+		writePolicyFile(t, dir, "authz.rego", strings.Replace(policyE2E, `"/secret"`, `"/doc"`, 1))
+		eventually(t, func() bool { return metricValue(t, admin, "gatehouse_policy_memo_entries") == 0 })
+		resp, _ := get(t, front, "app.example.com", "/doc", nil)
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("after reload /doc: %d (a stale memo entry served)", resp.StatusCode)
+		}
+		if metricValue(t, admin, miss) != 3 || metricValue(t, admin, hit) != 2 {
+			t.Fatalf("after reload: hits %v misses %v", metricValue(t, admin, hit), metricValue(t, admin, miss))
+		}
+	}
+}
+
 // BenchmarkPolicyStageDecide is one decision through the adapter: input
 // from an HTTP request, the cookbook policy, the audit input map.
 func BenchmarkPolicyStageDecide(b *testing.B) {

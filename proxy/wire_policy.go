@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,23 @@ type policyStage struct {
 	w      *Wiring
 	log    *zap.Logger
 	m      *policyMetrics
+
+	// memoBase holds the memo counts of engines swapped out by a reload,
+	// so that the /metrics counters never go down.
+	memoMu   sync.Mutex
+	memoBase policy.MemoStats
+}
+
+// memoStats are the memo counts since start, over every engine.
+func (st *policyStage) memoStats() policy.MemoStats {
+	st.memoMu.Lock()
+	defer st.memoMu.Unlock()
+	s := st.memoBase
+	if e := st.engine.Load(); e != nil {
+		cur := e.MemoStats()
+		s.Hits, s.Misses, s.Uncached, s.Entries = s.Hits+cur.Hits, s.Misses+cur.Misses, s.Uncached+cur.Uncached, cur.Entries
+	}
+	return s
 }
 
 type policyMetrics struct {
@@ -93,8 +111,27 @@ func newPolicyMetrics(reg prometheus.Registerer, st *policyStage) (*policyMetric
 		}
 		return 0
 	})
+	collectors := []prometheus.Collector{m.decisions, m.failures, m.duration, m.reloads, m.disagreements, loaded, lastFailed}
+	for _, r := range []struct {
+		result string
+		get    func(policy.MemoStats) uint64
+	}{
+		{"hit", func(s policy.MemoStats) uint64 { return s.Hits }},
+		{"miss", func(s policy.MemoStats) uint64 { return s.Misses }},
+		{"uncached", func(s policy.MemoStats) uint64 { return s.Uncached }},
+	} {
+		collectors = append(collectors, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "gatehouse_policy_memo_decisions_total",
+			Help:        "Decisions by how they were reached: hit (from the revision's decision memo), miss (evaluated, then memoised), uncached (memo off or not possible for the revision).",
+			ConstLabels: prometheus.Labels{"result": r.result},
+		}, func() float64 { return float64(r.get(st.memoStats())) }))
+	}
+	collectors = append(collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gatehouse_policy_memo_entries",
+		Help: "Entries in the serving revision's decision memo.",
+	}, func() float64 { return float64(st.memoStats().Entries) }))
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.decisions, m.failures, m.duration, m.reloads, m.disagreements, loaded, lastFailed} {
+		for _, c := range collectors {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register policy metrics: %w", err)
 			}
@@ -162,6 +199,7 @@ func (st *policyStage) options(cfg *config.Config) policy.Options {
 		Logger:               slog.New(zapslog.NewHandler(st.log.Core())),
 		OnReload:             st.onReload,
 		OnShadowDisagreement: st.onShadow,
+		NoDecisionMemo:       cfg.Policy.DecisionCache != nil && !*cfg.Policy.DecisionCache,
 	}
 }
 
@@ -200,7 +238,16 @@ func (st *policyStage) reload(ctx context.Context, cfg *config.Config) error {
 		_ = e.Close()
 		return err
 	}
-	if prev := st.engine.Swap(e); prev != nil {
+	st.memoMu.Lock()
+	prev := st.engine.Swap(e)
+	if prev != nil {
+		p := prev.MemoStats()
+		st.memoBase.Hits += p.Hits
+		st.memoBase.Misses += p.Misses
+		st.memoBase.Uncached += p.Uncached
+	}
+	st.memoMu.Unlock()
+	if prev != nil {
 		_ = prev.Close()
 	}
 	return nil
