@@ -166,27 +166,35 @@ func newSealer(dir string, master []byte) (*sealer, error) {
 	return &sealer{ring: r}, nil
 }
 
-func (s *sealer) seal(r *Record) error {
+// plaintext returns the JSON of r's personal fields and clears them from r
+// (nil when r has none). It needs neither the index nor the time, so Append
+// runs it outside the log's lock.
+func (s *sealer) plaintext(r *Record) ([]byte, error) {
 	p := personal{Email: r.Email, Name: r.Name, ClientIP: r.ClientIP, UserAgent: r.UserAgent, Input: r.Input}
 	if p.Email == "" && p.Name == "" && p.ClientIP == "" && p.UserAgent == "" && len(p.Input) == 0 {
-		return nil
-	}
-	period := Period(r.Time)
-	a, err := s.ring.key(period, true)
-	if err != nil {
-		return fmt.Errorf("seal personal fields: %w", err)
+		return nil, nil
 	}
 	plain, err := json.Marshal(p)
 	if err != nil {
-		return fmt.Errorf("seal personal fields: %w", err)
+		return nil, fmt.Errorf("seal personal fields: %w", err)
+	}
+	r.Email, r.Name, r.ClientIP, r.UserAgent, r.Input = "", "", "", "", nil
+	return plain, nil
+}
+
+// seal encrypts plain under the data key of t's period, bound to the
+// record's index.
+func (s *sealer) seal(plain []byte, index int64, t time.Time) (*Sealed, error) {
+	period := Period(t)
+	a, err := s.ring.key(period, true)
+	if err != nil {
+		return nil, fmt.Errorf("seal personal fields: %w", err)
 	}
 	nonce := make([]byte, a.NonceSize())
 	if _, err := rand.Read(nonce); err != nil {
-		return fmt.Errorf("seal personal fields: %w", err)
+		return nil, fmt.Errorf("seal personal fields: %w", err)
 	}
-	r.Sealed = &Sealed{Period: period, Nonce: nonce, Data: a.Seal(nil, nonce, plain, sealAAD(r.Index))}
-	r.Email, r.Name, r.ClientIP, r.UserAgent, r.Input = "", "", "", "", nil
-	return nil
+	return &Sealed{Period: period, Nonce: nonce, Data: a.Seal(nil, nonce, plain, sealAAD(index))}, nil
 }
 
 func sealAAD(index int64) []byte {

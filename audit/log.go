@@ -218,6 +218,12 @@ func (l *Log) publishKey() (previous string, err error) {
 // Append sequences rec (filling Version, Index and, when zero, Time) and
 // writes it. In always mode it returns once the record is fsynced. An error
 // means the record is not in the log.
+//
+// Everything that does not depend on the index or the time (validation,
+// encoding the record's fields, the plaintext of sealed fields) is done
+// before taking the lock; under it Append only assigns the index and time,
+// writes the line's prefix, copies the encoded fields after it into the
+// pending segment data and hashes the exact stored line into the tree.
 func (l *Log) Append(ctx context.Context, rec *Record) (int64, error) {
 	if err := rec.Validate(); err != nil {
 		return 0, err
@@ -225,6 +231,34 @@ func (l *Log) Append(ctx context.Context, rec *Record) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("append audit record: %w", err)
 	}
+	r := *rec
+	var plain []byte
+	if l.sealer != nil {
+		var err error
+		if plain, err = l.sealer.plaintext(&r); err != nil {
+			return 0, fmt.Errorf("append audit record: %w", err)
+		}
+	}
+	bp := bodyPool.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= maxPooledBody {
+			bodyPool.Put(bp)
+		}
+	}()
+	body, err := appendBody((*bp)[:0], &r)
+	*bp = body
+	if err != nil {
+		return 0, fmt.Errorf("append audit record: %w", err)
+	}
+	// A record without personal fields keeps a Sealed the caller gave.
+	var sealed []byte
+	if plain == nil {
+		sealed = appendSealed(nil, r.Sealed)
+	}
+	if len(body) >= maxLine {
+		return 0, fmt.Errorf("append audit record: %d bytes, over the %d limit", len(body), maxLine)
+	}
+
 	l.mu.Lock()
 	for l.pendBytes > maxPendingBytes && l.failed == nil && !l.closed {
 		l.cond.Wait()
@@ -239,33 +273,34 @@ func (l *Log) Append(ctx context.Context, rec *Record) (int64, error) {
 		return 0, ErrClosed
 	}
 	idx := l.n
-	r := *rec
-	r.Version = Version
-	r.Index = idx
-	if r.Time.IsZero() {
-		r.Time = l.opts.Clock()
+	t := r.Time
+	if t.IsZero() {
+		t = l.opts.Clock()
 	}
-	r.Time = r.Time.UTC()
-	if l.sealer != nil {
-		if err := l.sealer.seal(&r); err != nil {
-			l.mu.Unlock()
-			return 0, fmt.Errorf("append audit record: %w", err)
+	t = t.UTC()
+	var prefixBuf [96]byte
+	prefix := prefixBuf[:0]
+	err = checkTime(t)
+	if err == nil {
+		prefix = appendPrefix(prefix, Version, idx, t)
+		if plain != nil {
+			var s *Sealed
+			if s, err = l.sealer.seal(plain, idx, t); err == nil {
+				sealed = appendSealed(nil, s)
+			}
 		}
 	}
-	line, err := encode(&r)
-	if err == nil && len(line) >= maxLine {
-		err = fmt.Errorf("append audit record: %d bytes, over the %d limit", len(line), maxLine)
-	}
-	var hs []tlog.Hash
-	if err == nil {
-		hs, err = tlog.StoredHashes(idx, line, &l.hashes)
+	lineLen := len(prefix) + len(body) + len(sealed) + 1 // + '}'
+	if err == nil && lineLen >= maxLine {
+		err = fmt.Errorf("%d bytes, over the %d limit", lineLen, maxLine)
 	}
 	if err != nil {
 		l.mu.Unlock()
 		return 0, fmt.Errorf("append audit record: %w", err)
 	}
-	size := int64(len(line) + 1)
-	if l.segCount > 0 && (l.segBytes+size > l.opts.SegmentSize || r.Time.Sub(l.segFirst) >= l.opts.SegmentAge) || l.segStart < 0 {
+	size := int64(lineLen + 1)
+	npend, segStart, segBytes, segCount := len(l.pend), l.segStart, l.segBytes, l.segCount
+	if l.segCount > 0 && (l.segBytes+size > l.opts.SegmentSize || t.Sub(l.segFirst) >= l.opts.SegmentAge) || l.segStart < 0 {
 		l.pend = append(l.pend, chunk{start: idx, create: true})
 		l.segStart, l.segBytes, l.segCount = idx, 0, 0
 	}
@@ -273,17 +308,28 @@ func (l *Log) Append(ctx context.Context, rec *Record) (int64, error) {
 		l.pend = append(l.pend, chunk{start: l.segStart})
 	}
 	c := &l.pend[len(l.pend)-1]
-	c.data = append(append(c.data, line...), '\n')
+	at := len(c.data)
+	c.data = append(append(append(append(c.data, prefix...), body...), sealed...), '}')
+	// The record hash is that of the exact stored line.
+	hs, err := tlog.StoredHashesForRecordHash(idx, tlog.RecordHash(c.data[at:]), &l.hashes)
+	if err != nil {
+		c.data = c.data[:at]
+		l.pend = l.pend[:npend]
+		l.segStart, l.segBytes, l.segCount = segStart, segBytes, segCount
+		l.mu.Unlock()
+		return 0, fmt.Errorf("append audit record: %w", err)
+	}
+	c.data = append(c.data, '\n')
 	if l.segCount == 0 {
-		l.segFirst = r.Time
+		l.segFirst = t
 	}
 	l.segBytes += size
 	l.segCount++
 	l.pendBytes += size
 	l.hashes.pending = append(l.hashes.pending, hs...)
 	l.n++
-	rec.Index, rec.Time, rec.Version = idx, r.Time, Version
 	l.mu.Unlock()
+	rec.Index, rec.Time, rec.Version = idx, t, Version
 	select {
 	case l.kick <- struct{}{}:
 	default:
@@ -404,11 +450,15 @@ func (l *Log) fail(err error) {
 	if l.failed == nil {
 		l.failed = err
 	}
-	l.cond.Broadcast()
 	l.mu.Unlock()
+	// The alert is raised before appenders waiting for an fsync are told:
+	// by the time a request gets its 503, the alert is out.
 	l.alertOnce.Do(func() {
 		if l.opts.OnAlert != nil {
 			l.opts.OnAlert(err)
 		}
 	})
+	l.mu.Lock()
+	l.cond.Broadcast()
+	l.mu.Unlock()
 }

@@ -153,19 +153,6 @@ func (r *Record) Validate() error {
 // Duration returns DurationNS as a time.Duration.
 func (r *Record) Duration() time.Duration { return time.Duration(r.DurationNS) }
 
-// encode renders the record as one JSON line without the trailing newline.
-// HTML escaping is off so that the stored bytes read naturally.
-func encode(r *Record) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(r); err != nil {
-		return nil, fmt.Errorf("encode audit record: %w", err)
-	}
-	line := b.Bytes()
-	return line[:len(line)-1], nil
-}
-
 // ParseRecord decodes one stored line (without its newline).
 func ParseRecord(line []byte) (*Record, error) {
 	var r Record
