@@ -173,13 +173,23 @@ func memoPair(t testing.TB, dir string) (on, off *Set) {
 
 func checkSame(t testing.TB, on, off *Set, in Input) (hit bool) {
 	t.Helper()
+	hit, err := compareMemo(on, off, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hit
+}
+
+// compareMemo judges in with the memo and without; an error describes a
+// difference.
+func compareMemo(on, off *Set, in Input) (hit bool, err error) {
 	var v ast.Value
 	d1, res, err1 := on.decideTyped(context.Background(), &in, &v)
 	d2, err2 := off.Decide(context.Background(), in)
 	if !sameDecision(d1, d2) || (err1 == nil) != (err2 == nil) || (err1 != nil && err1.Error() != err2.Error()) {
-		t.Fatalf("memo changed a decision for %+v:\nmemo %+v (%v, %v)\nOPA  %+v (%v)", in, d1, res, err1, d2, err2)
+		return false, fmt.Errorf("memo changed a decision for %+v:\nmemo %+v (%v, %v)\nOPA  %+v (%v)", in, d1, res, err1, d2, err2)
 	}
-	return res == memoHit
+	return res == memoHit, nil
 }
 
 // Memo on and memo off judge random inputs identically, over the cookbook
@@ -387,4 +397,25 @@ func BenchmarkDecideMemo(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+// Concurrent decisions through one memo (run with -race).
+func TestMemoConcurrent(t *testing.T) {
+	on, off := memoPair(t, cookbookDir)
+	done := make(chan struct{})
+	for g := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			r := rand.New(rand.NewPCG(uint64(g), 9))
+			for range 150 {
+				if _, err := compareMemo(on, off, randomInput(r)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
 }
