@@ -10,8 +10,8 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -28,14 +28,28 @@ type asserter struct {
 	ttl    time.Duration
 	now    func() time.Time
 
-	mu    sync.Mutex
-	cache map[string]cachedAssertion // session id + route -> token
+	// cache keeps, per session, route and MFA fact, the signed token and
+	// the identity header values, reused for half the token's lifetime.
+	cache *lru[assertionKey, *cachedAssertion]
 }
 
+type assertionKey struct {
+	sid, route string
+	mfa        bool
+}
+
+// cachedAssertion is immutable once cached.
 type cachedAssertion struct {
+	id    Identity // what the token and headers say
 	token string
 	until time.Time
+	// Header values, control bytes removed.
+	user, email, groups, roles string
 }
+
+// assertionCacheSize bounds the cache (one entry per active session and
+// route).
+const assertionCacheSize = 8192
 
 // AssertionClaims are the claims of the upstream assertion.
 type AssertionClaims struct {
@@ -68,20 +82,27 @@ func newAsserter(key *ecdsa.PrivateKey, iss string, ttl time.Duration, now func(
 	if err != nil {
 		return nil, fmt.Errorf("encode jwks: %w", err)
 	}
-	return &asserter{signer: signer, jwks: set, kid: pub.KeyID, iss: iss, ttl: ttl, now: now, cache: map[string]cachedAssertion{}}, nil
+	return &asserter{signer: signer, jwks: set, kid: pub.KeyID, iss: iss, ttl: ttl, now: now,
+		cache: newLRU[assertionKey, *cachedAssertion](assertionCacheSize)}, nil
 }
 
-// assertion returns a signed JWT for id, audience route. Tokens are reused
-// for half their lifetime.
-func (as *asserter) assertion(route string, id Identity) (string, error) {
+// sameIdentity reports whether a and b say the same thing upstream.
+func sameIdentity(a, b *Identity) bool {
+	return a.Subject == b.Subject && a.Email == b.Email && a.Name == b.Name && a.MFA == b.MFA &&
+		a.SessionID == b.SessionID && slices.Equal(a.Groups, b.Groups) && slices.Equal(a.Roles, b.Roles) &&
+		slices.Equal(a.AMR, b.AMR)
+}
+
+// assertion returns a signed JWT for id, audience route, with the identity
+// header values. Tokens are reused for half their lifetime, and only for
+// exactly the same identity facts (a cached entry whose facts differ is
+// replaced).
+func (as *asserter) assertion(route string, id *Identity) (*cachedAssertion, error) {
 	now := as.now()
-	key := id.SessionID + "\x00" + route
-	as.mu.Lock()
-	if c, ok := as.cache[key]; ok && now.Before(c.until) {
-		as.mu.Unlock()
-		return c.token, nil
+	key := assertionKey{sid: id.SessionID, route: route, mfa: id.MFA}
+	if c, ok := as.cache.get(key); ok && now.Before(c.until) && sameIdentity(&c.id, id) {
+		return c, nil
 	}
-	as.mu.Unlock()
 	c := AssertionClaims{
 		Claims: jwt.Claims{
 			Issuer:    as.iss,
@@ -96,15 +117,16 @@ func (as *asserter) assertion(route string, id Identity) (string, error) {
 	}
 	tok, err := jwt.Signed(as.signer).Claims(c).Serialize()
 	if err != nil {
-		return "", fmt.Errorf("sign assertion: %w", err)
+		return nil, fmt.Errorf("sign assertion: %w", err)
 	}
-	as.mu.Lock()
-	if len(as.cache) > 10000 {
-		clear(as.cache)
+	ca := &cachedAssertion{
+		id: Identity{Subject: id.Subject, Email: id.Email, Name: id.Name, MFA: id.MFA, SessionID: id.SessionID,
+			Groups: slices.Clone(id.Groups), Roles: slices.Clone(id.Roles), AMR: slices.Clone(id.AMR)},
+		token: tok, until: now.Add(as.ttl / 2),
+		user: headerSafe(id.Subject), email: headerSafe(id.Email), groups: joinSafe(id.Groups), roles: joinSafe(id.Roles),
 	}
-	as.cache[key] = cachedAssertion{token: tok, until: now.Add(as.ttl / 2)}
-	as.mu.Unlock()
-	return tok, nil
+	as.cache.put(key, ca)
+	return ca, nil
 }
 
 func (a *Authn) handleJWKS(w http.ResponseWriter, _ *http.Request) {
@@ -118,36 +140,33 @@ func (a *Authn) JWKS() []byte { return append([]byte(nil), a.assert.jwks...) }
 
 // HeaderNames returns every header Gatehouse sets upstream; the proxy
 // strips client-sent copies of them.
-func (a *Authn) HeaderNames() []string {
-	h := a.o.Headers
-	return []string{h.User, h.Email, h.Groups, h.Roles, a.o.Assertion.Header}
-}
+func (a *Authn) HeaderNames() []string { return slices.Clone(a.headerNames) }
 
 // UpstreamHeaders removes any client-sent identity headers from h and, for
 // a signed-in id, sets the identity headers and the signed assertion with
 // audience route.
 func (a *Authn) UpstreamHeaders(route string, id Identity, h http.Header) error {
-	for _, n := range a.HeaderNames() {
-		h.Del(n)
+	for _, n := range a.headerNames {
+		delete(h, n)
 	}
 	if !id.Authenticated() {
 		return nil
 	}
-	h.Set(a.o.Headers.User, headerSafe(id.Subject))
-	if id.Email != "" {
-		h.Set(a.o.Headers.Email, headerSafe(id.Email))
-	}
-	if g := joinSafe(id.Groups); g != "" {
-		h.Set(a.o.Headers.Groups, g)
-	}
-	if g := joinSafe(id.Roles); g != "" {
-		h.Set(a.o.Headers.Roles, g)
-	}
-	tok, err := a.assert.assertion(route, id)
+	c, err := a.assert.assertion(route, &id)
 	if err != nil {
 		return err
 	}
-	h.Set(a.o.Assertion.Header, tok)
+	h[a.o.Headers.User] = []string{c.user}
+	if c.email != "" {
+		h[a.o.Headers.Email] = []string{c.email}
+	}
+	if c.groups != "" {
+		h[a.o.Headers.Groups] = []string{c.groups}
+	}
+	if c.roles != "" {
+		h[a.o.Headers.Roles] = []string{c.roles}
+	}
+	h[a.o.Assertion.Header] = []string{c.token}
 	return nil
 }
 

@@ -28,6 +28,13 @@ type Authn struct {
 	idp    idpState
 	assert *asserter
 	pages  *pages
+	// ownSession, ownLogin, ownBind: the session cookie's name and the
+	// prefixes of the login and bind cookies (see IsOwnCookie).
+	ownSession, ownLogin, ownBind string
+	// headerNames are the canonical names of every header set upstream.
+	headerNames []string
+	// sessions caches decoded session cookies (see decodeSessionCookie).
+	sessions *lru[[32]byte, decodedCookie]
 }
 
 // New checks o, fills defaults and returns an Authn. It does not contact
@@ -49,8 +56,17 @@ func New(o Options) (*Authn, error) {
 		central: strings.ToLower(ext.Host),
 		secure:  ext.Scheme == "https",
 		hosts:   map[string]bool{},
+
+		sessions: newLRU[[32]byte, decodedCookie](sessionCacheSize),
 	}
 	a.hosts[a.central] = true
+	a.ownSession, a.ownLogin, a.ownBind = a.sessionCookie(), a.cookieName("gh_login_"), a.cookieName("gh_sso_")
+	// Canonical names: UpstreamHeaders writes the header map directly.
+	hn := &a.o.Headers
+	for _, p := range []*string{&hn.User, &hn.Email, &hn.Groups, &hn.Roles, &a.o.Assertion.Header} {
+		*p = http.CanonicalHeaderKey(*p)
+		a.headerNames = append(a.headerNames, *p)
+	}
 	for _, h := range c.Hosts {
 		a.hosts[strings.ToLower(h)] = true
 	}

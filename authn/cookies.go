@@ -2,10 +2,12 @@ package authn
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -136,17 +138,14 @@ func (a *Authn) loadSession(ctx context.Context, r *http.Request, host string, c
 		return nil, errNoSession
 	}
 	now := a.now()
-	plain, err := a.seal.open("session", host, now, raw)
-	if err != nil {
+	d, ok := a.decodeSessionCookie(host, now, raw)
+	if !ok {
 		return nil, errNoSession
 	}
 	var s *Session
 	if a.o.ServerSide {
-		var ref sessionRef
-		if err := json.Unmarshal(plain, &ref); err != nil || ref.Host != host || ref.ID == "" {
-			return nil, errNoSession
-		}
-		s, err = a.o.Store.Get(ctx, ref.ID)
+		var err error
+		s, err = a.o.Store.Get(ctx, d.ref)
 		if errors.Is(err, ErrNotFound) {
 			return nil, errNoSession
 		}
@@ -155,11 +154,10 @@ func (a *Authn) loadSession(ctx context.Context, r *http.Request, host string, c
 		}
 		s.Host = host
 	} else {
-		s = &Session{}
-		if err := json.Unmarshal(plain, s); err != nil || s.Host != host {
-			return nil, errNoSession
-		}
+		c := *d.sess // the cached record is shared: callers get their own copy
+		s = &c
 	}
+	// Checked on every request, cached or not: nothing here is remembered.
 	if s.ID == "" || s.Subject == "" || now.Unix() >= s.Expires {
 		return nil, errNoSession
 	}
@@ -176,6 +174,65 @@ func (a *Authn) loadSession(ctx context.Context, r *http.Request, host string, c
 		}
 	}
 	return s, nil
+}
+
+// decodedCookie is what an authentic session cookie holds: the session
+// record (cookie mode) or the id it names (server mode), and the seal's
+// expiry.
+type decodedCookie struct {
+	sess    *Session // never modified once cached
+	ref     string
+	sealExp int64 // unix seconds; the value is valid before it
+}
+
+// sessionCacheSize bounds the decoded-cookie cache (entries of a few
+// hundred bytes each).
+const sessionCacheSize = 8192
+
+// decodeSessionCookie opens and decodes a session cookie value for host.
+// Opening (base64, AES-GCM, JSON) is the costly part of a request's
+// authentication, and a browser sends the same value until the cookie is
+// rewritten, so the result is cached under the SHA-256 of host and value:
+// a hit is the same bytes, already proven authentic for this host. Only
+// the seal's own expiry is remembered with it; lifetime, idle time and
+// revocation are judged by the caller on every request.
+func (a *Authn) decodeSessionCookie(host string, now time.Time, raw string) (decodedCookie, bool) {
+	h := sha256.New()
+	h.Write([]byte(host))
+	h.Write([]byte{0})
+	h.Write([]byte(raw))
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	if d, ok := a.sessions.get(key); ok {
+		if now.Unix() < d.sealExp {
+			return d, true
+		}
+		a.sessions.remove(key)
+		return decodedCookie{}, false
+	}
+	plain, exp, err := a.seal.openExp("session", host, now, raw)
+	if err != nil {
+		return decodedCookie{}, false
+	}
+	d := decodedCookie{sealExp: exp.Unix()}
+	if a.o.ServerSide {
+		var ref sessionRef
+		if err := json.Unmarshal(plain, &ref); err != nil || ref.Host != host || ref.ID == "" {
+			return decodedCookie{}, false
+		}
+		d.ref = ref.ID
+	} else {
+		s := &Session{}
+		if err := json.Unmarshal(plain, s); err != nil || s.Host != host {
+			return decodedCookie{}, false
+		}
+		// Callers share these slices: clipped, an append cannot write into
+		// the cached record.
+		s.Groups, s.Roles, s.AMR = slices.Clip(s.Groups), slices.Clip(s.Roles), slices.Clip(s.AMR)
+		d.sess = s
+	}
+	a.sessions.put(key, d)
+	return d, true
 }
 
 // saveSession writes s for host: the sealed record (cookie mode) or the
@@ -256,17 +313,20 @@ func (a *Authn) loginCookie(state string) string {
 // session cookie and its chunks, login and bind cookies. Upstreams never
 // see them.
 func (a *Authn) IsOwnCookie(name string) bool {
-	sc := a.sessionCookie()
-	return name == sc || strings.HasPrefix(name, sc+"-") ||
-		strings.HasPrefix(name, a.cookieName("gh_login_")) || strings.HasPrefix(name, a.cookieName("gh_sso_"))
+	sc := a.ownSession
+	return name == sc || (strings.HasPrefix(name, sc) && strings.HasPrefix(name[len(sc):], "-")) ||
+		strings.HasPrefix(name, a.ownLogin) || strings.HasPrefix(name, a.ownBind)
 }
 
 // StripCookies removes Gatehouse's cookies from the Cookie headers of h,
 // keeping the application's own.
 func (a *Authn) StripCookies(h http.Header) {
-	vals := h.Values("Cookie")
+	vals := h["Cookie"]
 	if len(vals) == 0 {
 		return
+	}
+	if len(vals) == 1 && !a.hasOwnCookie(vals[0]) {
+		return // nothing to remove: the line goes on as it came
 	}
 	var kept []string
 	for _, line := range vals {
@@ -279,8 +339,21 @@ func (a *Authn) StripCookies(h http.Header) {
 			kept = append(kept, part)
 		}
 	}
-	h.Del("Cookie")
+	delete(h, "Cookie")
 	if len(kept) > 0 {
-		h.Set("Cookie", strings.Join(kept, "; "))
+		h["Cookie"] = []string{strings.Join(kept, "; ")}
 	}
+}
+
+// hasOwnCookie reports whether a Cookie line holds one of Gatehouse's
+// cookies, or an empty part (both make StripCookies rewrite the line).
+func (a *Authn) hasOwnCookie(line string) bool {
+	for part := range strings.SplitSeq(line, ";") {
+		part = strings.TrimSpace(part)
+		name, _, _ := strings.Cut(part, "=")
+		if part == "" || a.IsOwnCookie(name) {
+			return true
+		}
+	}
+	return false
 }

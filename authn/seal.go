@@ -91,14 +91,20 @@ func (s *sealer) seal(purpose, host string, exp time.Time, plain []byte) string 
 // open reverses seal; it fails with ErrSealed when the value is not
 // authentic for purpose and host, or when now is past its expiry.
 func (s *sealer) open(purpose, host string, now time.Time, value string) ([]byte, error) {
+	plain, _, err := s.openExp(purpose, host, now, value)
+	return plain, err
+}
+
+// openExp is open that also returns the sealed value's expiry.
+func (s *sealer) openExp(purpose, host string, now time.Time, value string) ([]byte, time.Time, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(value)
 	if err != nil || len(raw) < 1+4+8 || raw[0] != sealVersion {
-		return nil, ErrSealed
+		return nil, time.Time{}, ErrSealed
 	}
 	id := binary.BigEndian.Uint32(raw[1:5])
 	expU := binary.BigEndian.Uint64(raw[5:13])
 	if expU > 1<<40 {
-		return nil, ErrSealed
+		return nil, time.Time{}, ErrSealed
 	}
 	exp := time.Unix(int64(expU), 0)
 	rest := raw[13:]
@@ -108,18 +114,18 @@ func (s *sealer) open(purpose, host string, now time.Time, value string) ([]byte
 		}
 		ns := k.aead.NonceSize()
 		if len(rest) < ns+k.aead.Overhead() {
-			return nil, ErrSealed
+			return nil, time.Time{}, ErrSealed
 		}
 		plain, err := k.aead.Open(nil, rest[:ns], rest[ns:], aad(purpose, host, exp))
 		if err != nil {
-			return nil, ErrSealed
+			return nil, time.Time{}, ErrSealed
 		}
 		if !now.Before(exp) {
-			return nil, ErrSealed
+			return nil, time.Time{}, ErrSealed
 		}
-		return plain, nil
+		return plain, exp, nil
 	}
-	return nil, ErrSealed
+	return nil, time.Time{}, ErrSealed
 }
 
 // token is an HMAC of the parts, for CSRF tokens.
