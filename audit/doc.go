@@ -10,9 +10,15 @@
 // O(log n) hash reads, never a re-read of the log.
 //
 // Appending is split in two, as in transparency logs: Append sequences a
-// record (assigns its index and time, encodes it, computes its stored
-// hashes) under a short lock; one committer goroutine writes whatever is
-// pending and fsyncs it (group commit). In DurabilityAlways, Append waits
+// record under a short lock; one committer goroutine writes whatever is
+// pending and fsyncs it (group commit). Append encodes the record's fields
+// (a hand-written encoder that produces exactly encoding/json's bytes, see
+// encode.go) and the plaintext of its sealed fields before taking the lock;
+// under it, it only assigns the index and time, writes the line's prefix
+// ({"v":1,"index":…,"time":…) and seals, copies the encoded fields after
+// it into the pending segment data and hashes that exact stored line into
+// the tree (tlog.RecordHash, then the stored hashes), so indices stay
+// gap-free and in file order. In DurabilityAlways, Append waits
 // for that fsync, and every appender that arrived during one fsync shares
 // the next; in DurabilityBatch it returns at once and the committer runs at
 // most every GroupCommit. The committer also signs checkpoints (the
