@@ -186,7 +186,9 @@ func TestAuditRecordMapping(t *testing.T) {
 		{Event{Type: EventAnomaly, Subject: "u", Outcome: "alert,block_session", Reasons: []string{"anomaly:bulk"}},
 			func(r *audit.Record) bool { return r.Rule == "bulk" && len(r.Actions) == 2 }},
 		{Event{Type: EventAnomaly, Subject: "u", Outcome: "alert", Reasons: []string{"anomaly:bulk"}, Fields: map[string]any{"flags": []string{"night", "bulk_download"}}},
-			func(r *audit.Record) bool { return len(r.Flags) == 2 && r.Flags[1] == "bulk_download" && r.Detail["flags"] == nil }},
+			func(r *audit.Record) bool {
+				return len(r.Flags) == 2 && r.Flags[1] == "bulk_download" && r.Detail["flags"] == nil
+			}},
 		{Event{Type: "login", Subject: "u", Outcome: "ok", Fields: map[string]any{"amr": []string{"pwd", "otp"}, "mfa": true}},
 			func(r *audit.Record) bool {
 				return r.MFA != nil && *r.MFA == yes && len(r.AMR) == 2 && r.Result == "ok"
