@@ -188,8 +188,10 @@ func (e *Engine) reloadOne(ctx context.Context, trigger, dir string, slot *atomi
 	default:
 		slot.Store(set)
 		ev.Revision, ev.Changed = set.revision, true
+		m := set.Memo()
 		e.log.Info("policy revision loaded", "dir", dir, "shadow", shadow, "trigger", trigger,
-			"revision", set.revision, "previous", ev.Previous, "files", len(set.files))
+			"revision", set.revision, "previous", ev.Previous, "files", len(set.files),
+			"decision_memo", m.Enabled, "memo_paths", len(m.Paths), "memo_off", m.Off)
 	}
 	ev.Duration = time.Since(start)
 	if !shadow {
