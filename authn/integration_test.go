@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -191,13 +192,23 @@ func TestOIDCProviderLogout(t *testing.T) {
 // startRedis runs a throw-away redis-server on a free loopback port.
 func startRedis(t *testing.T) *redis.Client {
 	t.Helper()
+	c, _, _ := startRedisKill(t)
+	return c
+}
+
+// startRedisKill is startRedis that also returns the address and a
+// function that kills the server.
+func startRedisKill(t *testing.T) (*redis.Client, string, func()) {
+	t.Helper()
 	bin := testenv.NeedBinary(t, "redis-server")
 	port := testenv.FreePort(t)
 	cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var once sync.Once
+	kill := func() { once.Do(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) }
+	t.Cleanup(kill)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	for i := 0; ; i++ {
 		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
@@ -212,7 +223,7 @@ func startRedis(t *testing.T) *redis.Client {
 	}
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { c.Close() })
-	return c
+	return c, addr, kill
 }
 
 func TestRedisSessionsSharedAcrossReplicas(t *testing.T) {

@@ -6,16 +6,25 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// RedisStore is a Store in Redis, shared by every replica: a revocation on
-// one replica is seen by the next request on any other.
+// RedisStore is a Store in Redis, shared by every replica. Without Watch,
+// every revocation check is a round trip, so a revocation on one replica
+// is seen by the next request on any other. With Watch running, checks are
+// answered from a local view kept current in the background: a revocation
+// is seen at once on the replica that made it and within about Poll (never
+// more than Grace) on the others; see WatchOptions.
 type RedisStore struct {
 	c      redis.UniversalClient
 	prefix string
+
+	view       revView
+	pollErrors atomic.Int64
+	checks     atomic.Int64 // revocation checks sent to Redis (tests, metrics)
 }
 
 // NewRedisStore wraps a go-redis client. Keys start with prefix (default
@@ -73,41 +82,70 @@ func (r *RedisStore) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
-// Revoke implements Store.
+// Revoke implements Store. Besides the key the per-request check reads,
+// the id goes into the index Watch reads, and the generation moves.
 func (r *RedisStore) Revoke(ctx context.Context, id string, ttl time.Duration) error {
+	now := time.Now()
+	exp := now.Add(ttl).UnixMilli()
+	var gen *redis.IntCmd
 	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, r.key("rs", id), "1", ttl)
 		p.Del(ctx, r.key("s", id))
+		p.ZAdd(ctx, r.key("rsidx", ""), redis.Z{Score: float64(exp), Member: id})
+		p.ZRemRangeByScore(ctx, r.key("rsidx", ""), "-inf", strconv.FormatInt(now.UnixMilli(), 10))
+		gen = p.Incr(ctx, r.key("gen", ""))
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("redis revoke session: %w", err)
 	}
+	r.view.addOwn(ownRev{gen: gen.Val(), id: id, exp: exp})
 	return nil
 }
 
-// revokeUserScript keeps the latest revocation time.
+// revokeUserScript keeps the latest revocation time, in the key the
+// per-request check reads and in the index Watch reads, and moves the
+// generation. It returns {revoked-up-to, generation}.
 var revokeUserScript = redis.NewScript(`
+local at = ARGV[1]
 local cur = redis.call('GET', KEYS[1])
-if cur and tonumber(cur) > tonumber(ARGV[1]) then
+if cur and tonumber(cur) > tonumber(at) then
+  at = cur
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 0
+else
+  redis.call('SET', KEYS[1], at, 'PX', ARGV[2])
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1`)
+redis.call('HSET', KEYS[2], ARGV[3], at .. ':' .. ARGV[4])
+return {at, redis.call('INCR', KEYS[3])}`)
 
 // RevokeUser implements Store.
 func (r *RedisStore) RevokeUser(ctx context.Context, subject string, at time.Time, ttl time.Duration) error {
-	err := revokeUserScript.Run(ctx, r.c, []string{r.key("ru", subject)},
-		at.UnixMilli(), ttl.Milliseconds()).Err()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	exp := time.Now().Add(ttl).UnixMilli()
+	res, err := revokeUserScript.Run(ctx, r.c, []string{r.key("ru", subject), r.key("ruidx", ""), r.key("gen", "")},
+		at.UnixMilli(), ttl.Milliseconds(), subject, exp).Slice()
+	if err != nil {
 		return fmt.Errorf("redis revoke user: %w", err)
 	}
+	if len(res) != 2 {
+		return fmt.Errorf("redis revoke user: %d values", len(res))
+	}
+	upTo, _ := res[0].(string)
+	atMS, err := strconv.ParseInt(upTo, 10, 64)
+	if err != nil {
+		return fmt.Errorf("redis revoke user: bad time %q", upTo)
+	}
+	gen, _ := res[1].(int64)
+	r.view.addOwn(ownRev{gen: gen, sub: subject, user: revUser{at: atMS, exp: exp}})
 	return nil
 }
 
-// Revoked implements Store, in one round trip.
+// Revoked implements Store: from the local view while Watch keeps it
+// fresh, otherwise in one round trip.
 func (r *RedisStore) Revoked(ctx context.Context, id, subject string, created time.Time) (bool, error) {
+	if rev, ok := r.view.answer(id, subject, created); ok {
+		return rev, nil
+	}
+	r.checks.Add(1)
 	vals, err := r.c.MGet(ctx, r.key("rs", id), r.key("ru", subject)).Result()
 	if err != nil {
 		return false, fmt.Errorf("redis revocation check: %w", err)
