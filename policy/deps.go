@@ -111,7 +111,7 @@ func (a *analysis) module(m *ast.Module) {
 
 // aliasDef records `__localN__ = input.a.b` (constant path) bindings.
 func (a *analysis) aliasDef(e *ast.Expr) {
-	if !e.IsEquality() || len(e.With) > 0 {
+	if !e.IsEquality() || e.Negated || len(e.With) > 0 {
 		return
 	}
 	l, r := e.Operand(0), e.Operand(1)
