@@ -115,10 +115,11 @@ func TestMemoSchemaMatchesValue(t *testing.T) {
 
 // memoPolicies are test policies with a memo, beside the cookbook.
 var memoPolicies = map[string]string{
-	"headers": "package gatehouse.authz\n\nallow if object.get(input.request.headers, \"x-a\", \"\") == \"1\"\n\nallow if input.request.headers[\"x-b\"]\n\ndeny contains sprintf(\"q:%v\", [k]) if some k, _ in input.request.query\n",
-	"risk":    "package gatehouse.authz\n\ndefault allow := false\n\nallow if input.risk.requests_1h < 3\n\nrequire_mfa if input.time.unix % 2 == 0\n\ndeny contains input.risk.reason if input.risk.blocked\n",
-	"groups":  "package gatehouse.authz\n\nallow if {\n\tu := input.user\n\tsome g in u.groups\n\tstartswith(g, \"fin\")\n}\n\nallow if object.get(input, [\"route\", \"public\"], false)\n\nrequire_mfa if input.request.path == \"/admin\"\n",
-	"errors":  "package gatehouse.authz\n\nallow if input.request.path == \"/\"\n\nallow := \"yes\" if input.request.path == \"/s\"\n",
+	"headers":    "package gatehouse.authz\n\nallow if object.get(input.request.headers, \"x-a\", \"\") == \"1\"\n\nallow if input.request.headers[\"x-b\"]\n\ndeny contains sprintf(\"q:%v\", [k]) if some k, _ in input.request.query\n",
+	"risk":       "package gatehouse.authz\n\ndefault allow := false\n\nallow if input.risk.requests_1h < 3\n\nrequire_mfa if input.time.unix % 2 == 0\n\ndeny contains input.risk.reason if input.risk.blocked\n",
+	"groups":     "package gatehouse.authz\n\nallow if {\n\tu := input.user\n\tsome g in u.groups\n\tstartswith(g, \"fin\")\n}\n\nallow if object.get(input, [\"route\", \"public\"], false)\n\nrequire_mfa if input.request.path == \"/admin\"\n",
+	"object.get": "package gatehouse.authz\n\nallow if object.get(input.request, [\"headers\", \"x-a\"], \"\") == \"1\"\n\nallow if object.get(input, \"user\", {}).sub == \"u1\"\n\ndeny contains \"dl\" if \"1\" in object.get(input.request.query, \"download\", [])\n\nrequire_mfa if count(object.get(input.request.query, [\"x\", 0], \"\")) > 0\n",
+	"errors":     "package gatehouse.authz\n\nallow if input.request.path == \"/\"\n\nallow := \"yes\" if input.request.path == \"/s\"\n",
 }
 
 func pick[T any](r *rand.Rand, xs ...T) T { return xs[r.IntN(len(xs))] }
@@ -224,7 +225,7 @@ func TestMemoSameDecisions(t *testing.T) {
 			if (hits == 0) != (name == "risk") {
 				t.Fatalf("%d memo hits in 1500 decisions", hits)
 			}
-			t.Logf("%s: %d/1500 hits, %d entries", name, hits, on.memo.len())
+			t.Logf("%s: %d/1500 hits, %d entries, key %q", name, hits, on.memo.len(), on.Memo().Paths)
 		})
 	}
 }
