@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,6 +57,8 @@ type authnE2E struct {
 	seen  *[]seen
 	p     *idp.Provider
 	cert  *exampleCert
+	// cfgPath is the instance's gatehouse.yaml (replica loads it again).
+	cfgPath string
 }
 
 // exampleCert is a self-signed certificate for *.example.com.
@@ -156,7 +159,8 @@ routes:
 	addr := tlsFront.Listener.Addr().String()
 	b := idp.NewBrowser(map[string]string{"gate.example.com": addr, "chat.example.com": addr, "secure.example.com": addr})
 	b.Trust(tc.pool)
-	return &authnE2E{s: s, front: tlsFront, admin: admin, rec: rec, b: b, seen: seenReqs, p: p, cert: tc}
+	t.Cleanup(func() { _ = s.runClose(context.Background()) })
+	return &authnE2E{s: s, front: tlsFront, admin: admin, rec: rec, b: b, seen: seenReqs, p: p, cert: tc, cfgPath: cfgPath}
 }
 
 func (e *authnE2E) get(t *testing.T, u string) *idp.Page {
@@ -300,6 +304,133 @@ func TestMFARouteWithoutMFAThroughProxy(t *testing.T) {
 			t.Errorf("the upstream was reached without MFA: %+v", s)
 		}
 	}
+}
+
+// replica starts a second Gatehouse from the same gatehouse.yaml (same
+// IdP, session keys and Redis) and returns a browser holding e's cookies
+// pointed at it, and its admin server.
+func (e *authnE2E) replica(t *testing.T) (*idp.Browser, *httptest.Server) {
+	t.Helper()
+	cfg, err := config.Load(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := newTestServer(t, cfg, stages{authz: mfaPathAuthz{}, rec: &fakeRecorder{}, extra: func(w *Wiring) {
+		if err := buildAuthn(context.Background(), w); err != nil {
+			t.Fatalf("build authn: %v", err)
+		}
+	}})
+	t.Cleanup(func() { _ = s.runClose(context.Background()) })
+	front := httptest.NewUnstartedServer(s)
+	front.TLS = &tls.Config{Certificates: []tls.Certificate{e.cert.cert}}
+	front.StartTLS()
+	t.Cleanup(front.Close)
+	admin := httptest.NewServer(s.AdminHandler())
+	t.Cleanup(admin.Close)
+	addr := front.Listener.Addr().String()
+	b := idp.NewBrowser(map[string]string{"gate.example.com": addr, "chat.example.com": addr, "secure.example.com": addr})
+	b.Trust(e.cert.pool)
+	for _, h := range []string{"gate.example.com", "chat.example.com", "secure.example.com"} {
+		u := mustParseURL(t, "https://"+h+"/")
+		b.Client.Jar.SetCookies(u, e.b.Client.Jar.Cookies(u))
+	}
+	return b, admin
+}
+
+func mustParseURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// statusOf is the status of an API-style GET of u with b's cookies.
+func statusOf(t *testing.T, b *idp.Browser, u string) int {
+	t.Helper()
+	req, _ := http.NewRequest("GET", u, nil)
+	req.Header.Set("Accept", "application/json")
+	resp, err := b.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func adminRevoke(t *testing.T, admin *httptest.Server, body string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", admin.URL+"/api/v1/sessions/revoke", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+authnAdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("revoke %s: %d", body, resp.StatusCode)
+	}
+}
+
+// TestRevokeAcrossReplicasThroughProxy: two Gatehouse instances share a
+// real redis-server (cookie sessions, revocation list in Redis, answered
+// from each instance's local view). A revocation on one is refused there
+// at once and on the other within a second.
+func TestRevokeAcrossReplicasThroughProxy(t *testing.T) {
+	addr, _ := anomalyRedis(t)
+	e := newAuthnE2E(t, fmt.Sprintf("redis: { addr: %q }\n", addr))
+	e.signIn(t, "https://chat.example.com/", idp.AliceUser, idp.AlicePassword, idp.AliceTOTP)
+	bb, adminB := e.replica(t)
+	const u = "https://chat.example.com/"
+	if a, b := statusOf(t, e.b, u), statusOf(t, bb, u); a != 200 || b != 200 {
+		t.Fatalf("before revocation: A %d, B %d", a, b)
+	}
+	// By user, on B: refused on B at once, on A within a second.
+	adminRevoke(t, adminB, `{"user":"alice"}`)
+	if code := statusOf(t, bb, u); code != 401 {
+		t.Errorf("the instance that revoked still serves the session: %d", code)
+	}
+	start := time.Now()
+	for statusOf(t, e.b, u) != 401 {
+		if time.Since(start) > time.Second {
+			t.Fatal("the other instance still serves the revoked user after 1s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("user revocation refused on the other instance after %v", time.Since(start))
+
+	// By session id, on A, for a fresh login: the same on the other side.
+	e.b = idp.NewBrowser(map[string]string{"gate.example.com": e.front.Listener.Addr().String(),
+		"chat.example.com": e.front.Listener.Addr().String(), "secure.example.com": e.front.Listener.Addr().String()})
+	e.b.Trust(e.cert.pool)
+	time.Sleep(5 * time.Millisecond) // a session created after the user revocation
+	e.signIn(t, u, idp.AliceUser, idp.AlicePassword, idp.AliceTOTP)
+	bb, _ = e.replica(t)
+	if a, b := statusOf(t, e.b, u), statusOf(t, bb, u); a != 200 || b != 200 {
+		t.Fatalf("new session: A %d, B %d", a, b)
+	}
+	var sid string
+	for _, ev := range e.rec.Events() {
+		if ev.Type == "login" {
+			sid = ev.SessionID
+		}
+	}
+	if sid == "" {
+		t.Fatal("no login recorded")
+	}
+	adminRevoke(t, e.admin, fmt.Sprintf(`{"session":%q}`, sid))
+	if code := statusOf(t, e.b, u); code != 401 {
+		t.Errorf("the instance that revoked still serves the session: %d", code)
+	}
+	start = time.Now()
+	for statusOf(t, bb, u) != 401 {
+		if time.Since(start) > time.Second {
+			t.Fatal("the other instance still serves the revoked session after 1s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("session revocation refused on the other instance after %v", time.Since(start))
 }
 
 func TestRevokeThroughAdminAPI(t *testing.T) {

@@ -93,7 +93,17 @@ func buildAuthn(ctx context.Context, w *Wiring) error {
 	w.HandleAdmin("POST /api/v1/sessions/revoke", http.HandlerFunc(st.handleRevoke))
 	w.AddReadiness("authn", func(ctx context.Context) error { return st.a.Load().Ready(ctx) })
 	w.OnReload(st.reload)
+	stopWatch := func() {}
+	if rs, ok := st.store.(*authn.RedisStore); ok {
+		// Revocation checks answered from a local view kept current in the
+		// background (per request again whenever it falls behind).
+		wctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); rs.Watch(wctx, authn.WatchOptions{}) }()
+		stopWatch = func() { cancel(); <-done }
+	}
 	w.OnClose(func(context.Context) error {
+		stopWatch()
 		if st.rdb != nil {
 			return st.rdb.Close()
 		}
