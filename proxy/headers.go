@@ -33,6 +33,9 @@ var spoofable = []string{
 	"x-original-url", "x-rewrite-url", "x-original-uri", "x-original-host",
 	"x-remote-user", "remote-user", "x-remote-group", "x-user", "x-email",
 	"x-auth-user", "x-authenticated-user", "x-webauth-user", "x-proxy-user",
+	// Method overrides: policy judged the request's real method; an
+	// upstream must not run another one (GET judged, DELETE executed).
+	"x-http-method-override", "x-http-method", "x-method-override",
 }
 
 var spoofablePrefixes = []string{"x-forwarded-", "x-gatehouse-", "x-auth-request-"}
@@ -126,6 +129,30 @@ func (hp *headerPolicy) gatehouseCookie(name string) bool {
 	}
 	c := hp.sessionCookie
 	return name == c || strings.HasPrefix(name, c+"_") || strings.HasPrefix(name, c+"-") || strings.HasPrefix(name, "gh_")
+}
+
+// stripSetCookies drops upstream Set-Cookie headers that would plant or
+// clear one of Gatehouse's own cookies in the browser (session fixation by
+// a compromised or careless app).
+func (hp *headerPolicy) stripSetCookies(h http.Header) {
+	vals := h.Values("Set-Cookie")
+	if len(vals) == 0 {
+		return
+	}
+	kept := vals[:0:0]
+	for _, v := range vals {
+		name, _, _ := strings.Cut(v, "=")
+		if !hp.gatehouseCookie(strings.TrimSpace(name)) {
+			kept = append(kept, v)
+		}
+	}
+	if len(kept) == len(vals) {
+		return
+	}
+	h.Del("Set-Cookie")
+	for _, v := range kept {
+		h.Add("Set-Cookie", v)
+	}
 }
 
 // stripSessionCookie drops Gatehouse's own cookies from Cookie headers,

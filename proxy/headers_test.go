@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -16,6 +18,7 @@ func TestIsSpoofable(t *testing.T) {
 		"X-Forwarded-For": true, "X_Forwarded_For": true, "x-forwarded-prefix": true, "Forwarded": true,
 		"X-Real-Ip": true, "X-Gatehouse-Anything": true, "x_gatehouse_user": true, "X-Auth-User": true,
 		"X-AUTH_EMAIL": true, "X-Identity-Assertion": true, "Remote-User": true, "X-Auth-Request-Email": true,
+		"X-HTTP-Method-Override": true, "x_http_method": true, "X-Method-Override": true,
 		"Accept": false, "Authorization": false, "X-Requested-With": false, "User-Agent": false, "X-Forwarded": false,
 	} {
 		if got := hp.isSpoofable(name); got != want {
@@ -91,5 +94,22 @@ func TestGatehouseCookiesNeverReachUpstream(t *testing.T) {
 		if got := h.Get("Cookie"); got != tc.want {
 			t.Errorf("%q -> %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+// An upstream must not plant or clear Gatehouse's own cookies.
+func TestUpstreamCannotSetGatehouseCookies(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("Set-Cookie", "__Host-_gatehouse=planted; Path=/; Secure")
+		w.Header().Add("Set-Cookie", "__Host-gh_sso_x=planted; Path=/")
+		w.Header().Add("Set-Cookie", "app_session=keep; Path=/")
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(up.Close)
+	_, front := newTestServer(t, baseConfig(up.URL), stages{auth: &fakeAuth{id: alice}, authz: allowAll(), rec: &fakeRecorder{}})
+	resp, _ := get(t, front, "app.example.com", "/", nil)
+	got := resp.Header.Values("Set-Cookie")
+	if resp.StatusCode != 200 || len(got) != 1 || !strings.HasPrefix(got[0], "app_session=keep") {
+		t.Fatalf("status %d, Set-Cookie %q: want only the app's own cookie", resp.StatusCode, got)
 	}
 }

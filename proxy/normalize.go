@@ -37,7 +37,8 @@ const (
 	PathInvalidUTF8    = "invalid_utf8"
 	PathAboveRoot      = "above_root"
 	PathParameter      = "path_parameter"  // ';' raw or encoded
-	PathDoubleEncoding = "double_encoding" // %25 followed by two hex digits
+	QueryAmbiguous     = "ambiguous_query" // a query url.ParseQuery refuses (';' separators, bad escapes)
+	PathDoubleEncoding = "double_encoding" // the decoded path still holds an escape (%252e, %25%32%65)
 )
 
 // NormalizePath turns the path of a request target, as sent on the wire
@@ -86,8 +87,6 @@ func NormalizePath(raw string) (string, error) {
 				return "", &PathError{PathParameter, i}
 			case d < 0x20 || d == 0x7f:
 				return "", &PathError{PathControl, i}
-			case d == '%' && i+4 < len(raw) && isHex(raw[i+3]) && isHex(raw[i+4]):
-				return "", &PathError{PathDoubleEncoding, i}
 			}
 			b.WriteByte(d)
 			i += 2
@@ -104,6 +103,14 @@ func NormalizePath(raw string) (string, error) {
 	dec := b.String()
 	if !utf8.ValidString(dec) {
 		return "", &PathError{PathInvalidUTF8, 0}
+	}
+	// Double encoding, judged on the decoded path: whatever way the digits
+	// were spelled ("%252e", "%25%32%65"), an upstream that decodes again
+	// must find no escape left.
+	for i := 0; i+2 < len(dec); i++ {
+		if dec[i] == '%' && isHex(dec[i+1]) && isHex(dec[i+2]) {
+			return "", &PathError{PathDoubleEncoding, i}
+		}
 	}
 	// Remove dot-segments and empty segments.
 	segs := make([]string, 0, strings.Count(dec, "/"))
@@ -142,6 +149,20 @@ func NormalizePath(raw string) (string, error) {
 func EscapePath(p string) string {
 	u := url.URL{Path: p}
 	return u.EscapedPath()
+}
+
+// CheckQuery refuses a raw query that does not parse cleanly: the pairs
+// Go drops (';' separators, malformed escapes) are exactly the ones another
+// parser upstream may keep, so policy and upstream would read two different
+// queries.
+func CheckQuery(raw string) error {
+	if raw == "" {
+		return nil
+	}
+	if _, err := url.ParseQuery(raw); err != nil {
+		return &PathError{QueryAmbiguous, 0}
+	}
+	return nil
 }
 
 func isHex(c byte) bool {

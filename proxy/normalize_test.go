@@ -64,6 +64,11 @@ func TestNormalizePath(t *testing.T) {
 		{"/admin%3Bx/", PathParameter},
 		{"/%252e%252e/secret", PathDoubleEncoding},
 		{"/a%252Fb", PathDoubleEncoding},
+		// The digits of the second escape encoded too: judged after decoding.
+		{"/%25%32%65%25%32%65/secret", PathDoubleEncoding},
+		{"/a%25%32%46b", PathDoubleEncoding},
+		{"/%25%35%63evil", PathDoubleEncoding},
+		{"/x%2541", PathDoubleEncoding},
 	}
 	for _, tc := range bad {
 		got, err := NormalizePath(tc.in)
@@ -123,4 +128,26 @@ func FuzzNormalizePath(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestCheckQuery(t *testing.T) {
+	for _, tc := range []struct {
+		raw string
+		ok  bool
+	}{
+		{"", true},
+		{"download=1&a=b", true},
+		{"q=a%20b&q=c", true},
+		{"download=1;a=b", false}, // Go drops the pair; Rack 2 or old parse_qs keep download=1
+		{"a=%zz", false},
+		{"a=%", false},
+	} {
+		err := CheckQuery(tc.raw)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckQuery(%q) = %v, want ok=%v", tc.raw, err, tc.ok)
+		}
+		if err != nil && !errors.Is(err, ErrAmbiguousPath) {
+			t.Errorf("CheckQuery(%q): %v is not ErrAmbiguousPath", tc.raw, err)
+		}
+	}
 }

@@ -93,6 +93,9 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 	// 1. One normalisation, before anything else looks at the path.
 	p, err := NormalizePath(r.URL.EscapedPath())
+	if err == nil {
+		err = CheckQuery(r.URL.RawQuery)
+	}
 	if err != nil {
 		why := "unknown"
 		if pe := (*PathError)(nil); errors.As(err, &pe) {
@@ -442,6 +445,7 @@ var pathReasonText = map[string]string{
 	PathAboveRoot:      "the path climbs above the root with ..",
 	PathParameter:      "the path contains a ; parameter",
 	PathDoubleEncoding: "the path is percent-encoded twice",
+	QueryAmbiguous:     "the query string is malformed (; separators or bad percent-escapes)",
 }
 
 // isUpgrade returns the Upgrade protocol a request asks for, or "".

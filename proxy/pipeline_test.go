@@ -222,7 +222,7 @@ func TestPathNormalisationEndToEnd(t *testing.T) {
 		t.Errorf("encoded path: %d %+v", code, s)
 	}
 	n := len(*got)
-	for _, target := range []string{"/%2e%2e/secret", "/a%2Fb", "/a\\b", "/%00", "/a/../../etc/passwd", "/x;jsessionid=1", "/%252e%252e/"} {
+	for _, target := range []string{"/%2e%2e/secret", "/a%2Fb", "/a\\b", "/%00", "/a/../../etc/passwd", "/x;jsessionid=1", "/%252e%252e/", "/%25%32%65%25%32%65/secret", "/files/x?download=1;a=b", "/x?a=%zz"} {
 		code, body := rawRequest(t, addr, "app.example.com", target)
 		if code != 400 {
 			t.Errorf("%s: status %d, want 400", target, code)

@@ -71,6 +71,10 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 		BufferPool:   &bufferPool{},
 		ErrorHandler: s.upstreamError,
 		ErrorLog:     zap.NewStdLog(s.log.Named("upstream")),
+		ModifyResponse: func(resp *http.Response) error {
+			s.state.Load().headers.stripSetCookies(resp.Header)
+			return nil
+		},
 	}
 }
 
