@@ -47,6 +47,9 @@ func (l *Log) run() {
 	}
 }
 
+// maxSpare bounds the chunk buffer kept for reuse.
+const maxSpare = 4 << 20
+
 // commit writes and fsyncs everything pending.
 func (l *Log) commit() {
 	l.mu.Lock()
@@ -81,6 +84,11 @@ func (l *Log) commit() {
 	l.synced = target
 	for _, c := range chunks {
 		l.pendBytes -= int64(len(c.data))
+	}
+	// The data is written (Write has returned): its buffer can hold the
+	// next round's records.
+	if last := chunks[len(chunks)-1].data; cap(last) <= maxSpare && cap(last) > cap(l.spare) {
+		l.spare = last[:0]
 	}
 	l.cond.Broadcast()
 	l.mu.Unlock()

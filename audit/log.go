@@ -80,6 +80,7 @@ type Log struct {
 	hashes    hashStore
 	pend      []chunk
 	pendBytes int64
+	spare     []byte // a written chunk's buffer, reused for the next one
 	segBytes  int64     // bytes of the current segment, pending included
 	segFirst  time.Time // time of the current segment's first record
 	segStart  int64
@@ -301,11 +302,11 @@ func (l *Log) Append(ctx context.Context, rec *Record) (int64, error) {
 	size := int64(lineLen + 1)
 	npend, segStart, segBytes, segCount := len(l.pend), l.segStart, l.segBytes, l.segCount
 	if l.segCount > 0 && (l.segBytes+size > l.opts.SegmentSize || t.Sub(l.segFirst) >= l.opts.SegmentAge) || l.segStart < 0 {
-		l.pend = append(l.pend, chunk{start: idx, create: true})
+		l.pend = append(l.pend, chunk{start: idx, create: true, data: l.takeSpare()})
 		l.segStart, l.segBytes, l.segCount = idx, 0, 0
 	}
 	if len(l.pend) == 0 {
-		l.pend = append(l.pend, chunk{start: l.segStart})
+		l.pend = append(l.pend, chunk{start: l.segStart, data: l.takeSpare()})
 	}
 	c := &l.pend[len(l.pend)-1]
 	at := len(c.data)
@@ -346,6 +347,14 @@ func (l *Log) Append(ctx context.Context, rec *Record) (int64, error) {
 		return 0, l.failed
 	}
 	return idx, nil
+}
+
+// takeSpare returns the buffer of an earlier commit for a new chunk, so
+// that a busy log does not regrow one per group commit. Called with l.mu.
+func (l *Log) takeSpare() []byte {
+	b := l.spare
+	l.spare = nil
+	return b
 }
 
 // Size returns the number of records sequenced and the number durable.
