@@ -80,7 +80,7 @@ type Log struct {
 	hashes    hashStore
 	pend      []chunk
 	pendBytes int64
-	spare     []byte // a written chunk's buffer, reused for the next one
+	spare     []byte    // a written chunk's buffer, reused for the next one
 	segBytes  int64     // bytes of the current segment, pending included
 	segFirst  time.Time // time of the current segment's first record
 	segStart  int64
