@@ -181,6 +181,12 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 			return nil, fmt.Errorf("open audit log %s: %w", opts.Dir, err)
 		}
 	}
+	// A log is never without a signed checkpoint: verify treats records no
+	// checkpoint covers at all as a deleted history.
+	if err := l.Sync(ctx); err != nil {
+		l.Close(ctx)
+		return nil, fmt.Errorf("open audit log %s: first checkpoint: %w", opts.Dir, err)
+	}
 	return l, nil
 }
 

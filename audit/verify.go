@@ -32,6 +32,7 @@ const (
 	KindRolledBack          Kind = "log does not contain the trusted checkpoint (rolled back or forked)"
 	KindStoredHashes        Kind = "stored hashes file disagrees with the records"
 	KindUnreadable          Kind = "unreadable log"
+	KindUnsigned            Kind = "records not covered by any signed checkpoint"
 )
 
 // Problem is the first thing wrong in a log: what, and where.
@@ -67,6 +68,10 @@ type VerifyOptions struct {
 	// Trusted are signed checkpoints kept outside the log (published
 	// copies); the log must still contain each of them.
 	Trusted [][]byte
+	// MaxUnsigned, when positive, is how many records after the latest
+	// checkpoint are tolerated (a live log has up to checkpoint_interval's
+	// worth). Zero: any number, as long as some checkpoint exists.
+	MaxUnsigned int64
 }
 
 // Summary describes a verified log.
@@ -80,6 +85,7 @@ type Summary struct {
 	KeyFromLog  bool
 	Trusted     int
 	Keys        []string
+	LastType    Type // type of the last record
 }
 
 // recordLoc is where a record lives, to name it in a Problem.
@@ -138,6 +144,9 @@ func Verify(dir string, opts VerifyOptions) (*Summary, error) {
 		if !known {
 			notes = append(notes, latest)
 		}
+	}
+	if st, err := os.Stat(filepath.Join(dir, segmentsDir)); err != nil || !st.IsDir() {
+		return sum, &Problem{Kind: KindUnreadable, Index: -1, Detail: fmt.Sprintf("%s is not an audit log (no %s/ directory)", dir, segmentsDir)}
 	}
 	segs, err := listSegments(dir)
 	if err != nil {
@@ -234,6 +243,26 @@ func Verify(dir string, opts VerifyOptions) (*Summary, error) {
 			Detail: "the signed tree is intact but the hashes file was altered; the writer will refuse to start"}
 	}
 	sum.Unsigned = n - checked
+	// Unsigned records are only as good as whoever can write the directory:
+	// deleting the checkpoint history must not turn a rewritten log into an
+	// "OK". The writer checkpoints at least every checkpoint_interval and at
+	// shutdown, so an intact log always has one, and a closed log (its last
+	// record audit_stop) is covered to the end.
+	if n > 0 && checked == 0 {
+		seg, line := at(0)
+		return sum, &Problem{Kind: KindUnsigned, Segment: seg, Line: line, Index: 0,
+			Detail: fmt.Sprintf("none of the %d records is covered by a signed checkpoint (the checkpoint history is missing or was deleted)", n)}
+	}
+	if n > checked && sum.LastType == TypeAuditStop {
+		seg, line := at(checked)
+		return sum, &Problem{Kind: KindUnsigned, Segment: seg, Line: line, Index: checked,
+			Detail: fmt.Sprintf("the log was closed (audit_stop) but records %d..%d are not covered by its closing checkpoint", checked, n-1)}
+	}
+	if opts.MaxUnsigned > 0 && n-checked > opts.MaxUnsigned {
+		seg, line := at(checked)
+		return sum, &Problem{Kind: KindUnsigned, Segment: seg, Line: line, Index: checked,
+			Detail: fmt.Sprintf("%d records after the latest checkpoint, more than --max-unsigned %d", n-checked, opts.MaxUnsigned)}
+	}
 	for i, msg := range opts.Trusted {
 		where := fmt.Sprintf("trusted checkpoint %d", i+1)
 		cp, p := openWith(msg, vs, where)
@@ -341,7 +370,7 @@ func scanSegment(s segmentInfo, last bool, n *int64, tree *memHashes, locs *[]re
 		if *n == 0 || sum.First.IsZero() {
 			sum.First = r.Time
 		}
-		sum.Last = r.Time
+		sum.Last, sum.LastType = r.Time, r.Type
 		*n++
 	}
 }

@@ -151,6 +151,32 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			os.Remove(filepath.Join(dir, latestFile))
 			return VerifyOptions{}
 		}, KindCheckpointBackwards, false},
+		{"checkpoints deleted and a record rewritten", func(t *testing.T, dir string, k *Key) VerifyOptions {
+			for _, f := range []string{checkpointsFile, latestFile, hashesFile} {
+				os.Remove(filepath.Join(dir, f))
+			}
+			segs := segPaths(t, dir)
+			lines := readLines(t, segs[1])
+			lines[2] = bytes.Replace(lines[2], []byte(`"GET"`), []byte(`"GEX"`), 1)
+			writeLines(t, segs[1], lines)
+			return VerifyOptions{}
+		}, KindUnsigned, true},
+		{"closing checkpoint removed", func(t *testing.T, dir string, k *Key) VerifyOptions {
+			p := filepath.Join(dir, checkpointsFile)
+			b, _ := os.ReadFile(p)
+			notes, _ := SplitCheckpoints(b)
+			writeFile(t, p, bytes.Join(notes[:len(notes)-1], nil))
+			os.Remove(filepath.Join(dir, latestFile))
+			return VerifyOptions{}
+		}, KindUnsigned, true},
+		{"more unsigned records than allowed", func(t *testing.T, dir string, k *Key) VerifyOptions {
+			p := filepath.Join(dir, checkpointsFile)
+			b, _ := os.ReadFile(p)
+			notes, _ := SplitCheckpoints(b)
+			writeFile(t, p, bytes.Join(notes[:1], nil))
+			os.Remove(filepath.Join(dir, latestFile))
+			return VerifyOptions{MaxUnsigned: 1}
+		}, KindUnsigned, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -174,6 +200,21 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			}
 			t.Log(err)
 		})
+	}
+}
+
+func TestVerifyRefusesWhatIsNoLog(t *testing.T) {
+	k := testKey(t, "audit.test")
+	for _, dir := range []string{filepath.Join(t.TempDir(), "nonexistent"), t.TempDir()} {
+		v, err := ParseVerifierKey(k.Verifier)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Verify(dir, VerifyOptions{Verifiers: []note.Verifier{v}})
+		var p *Problem
+		if !errors.As(err, &p) || p.Kind != KindUnreadable {
+			t.Fatalf("verify %s: %v, want an unreadable-log problem", dir, err)
+		}
 	}
 }
 

@@ -37,6 +37,11 @@ type anomalyAdmin struct {
 func anomalyFlags(name string, stderr io.Writer) (*flag.FlagSet, *string, *string, *string, *bool) {
 	fs := flag.NewFlagSet("gatehouse "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: gatehouse %s [flags]\n\n%s, through the admin API of a running gatehouse.\n\nFlags:\n", name, commands[name].summary)
+		fs.PrintDefaults()
+		fmt.Fprintln(fs.Output(), "\nExit codes: 0 done; 1 the admin API refused or could not be reached; 2 usage error.")
+	}
 	cfgPath := fs.String("config", "gatehouse.yaml", "config file (admin_listen and the admin token are read from it)")
 	admin := fs.String("admin", "", "admin API base URL (default: http://<admin_listen>)")
 	tokenFile := fs.String("token-file", "", "file holding the admin token (default: the config's admin_token / admin_token_file; env GATEHOUSE_ADMIN_TOKEN)")
@@ -137,6 +142,9 @@ type anomalyBlockView struct {
 func runAnomalyList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, cfgPath, admin, tokenFile, asJSON := anomalyFlags("anomaly list", stderr)
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		if err == nil {
 			fmt.Fprintf(stderr, "gatehouse anomaly list: unexpected argument %q\n", fs.Arg(0))
 		}
@@ -207,6 +215,9 @@ func runAnomalyUnblock(ctx context.Context, args []string, stdout, stderr io.Wri
 	user := fs.String("user", "", "user id (OIDC sub) to unblock")
 	session := fs.String("session", "", "session id to unblock")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return exitUsage
 	}
 	body, ok := anomalyTarget(fs, *user, *session, stderr)
@@ -253,6 +264,9 @@ func runAnomalyBlock(ctx context.Context, args []string, stdout, stderr io.Write
 	dur := fs.Duration("for", 0, "how long (default: anomaly.block_for)")
 	reason := fs.String("reason", "", "reason recorded in the audit log")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return exitUsage
 	}
 	body, ok := anomalyTarget(fs, *user, *session, stderr)

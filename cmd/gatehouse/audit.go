@@ -42,6 +42,9 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, errHelp
+			}
 			return nil, errUsage
 		}
 		args = fs.Args()
@@ -60,8 +63,9 @@ func newFlags(name string, stderr io.Writer, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: gatehouse %s\n", usage)
+		fmt.Fprintf(fs.Output(), "Usage: gatehouse %s\n\nFlags:\n", usage)
 		fs.PrintDefaults()
+		fmt.Fprintln(fs.Output(), "\nExit codes: 0 ok; 1 the log or proof failed a check (or a command failed); 2 usage error.")
 	}
 	return fs
 }
@@ -113,7 +117,11 @@ func runAuditVerify(_ context.Context, args []string, stdout, stderr io.Writer) 
 	var keys, trusted multiFlag
 	fs.Var(&keys, "key", "trusted verifier key file (note format; repeat for rotated keys)")
 	fs.Var(&trusted, "checkpoint", "trusted signed checkpoint kept elsewhere (e.g. the published copy); repeatable")
+	maxUnsigned := fs.Int64("max-unsigned", 0, "fail when more records than this follow the latest checkpoint (0: any; a log is never without a checkpoint)")
 	dirs, err := parseArgs(fs, args)
+	if errors.Is(err, errHelp) {
+		return 0
+	}
 	if err != nil || len(dirs) == 0 {
 		fs.Usage()
 		return exitUsage
@@ -134,7 +142,7 @@ func runAuditVerify(_ context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	code := 0
 	for _, dir := range dirs {
-		sum, err := audit.Verify(dir, audit.VerifyOptions{Verifiers: vs, Trusted: cps})
+		sum, err := audit.Verify(dir, audit.VerifyOptions{Verifiers: vs, Trusted: cps, MaxUnsigned: *maxUnsigned})
 		if err != nil {
 			fmt.Fprintf(stdout, "FAIL %s: %v\n", dir, err)
 			code = 1
@@ -176,6 +184,9 @@ func runAuditProve(_ context.Context, args []string, stdout, stderr io.Writer) i
 	to := fs.Int64("to", 0, "size of the newer checkpoint (default: the latest)")
 	out := fs.String("out", "", "write the proof to FILE (default: stdout)")
 	pos, err := parseArgs(fs, args)
+	if errors.Is(err, errHelp) {
+		return 0
+	}
 	if err != nil || len(pos) != 1 || (*index < 0) == (*cons < 0) {
 		fs.Usage()
 		return exitUsage
@@ -212,6 +223,9 @@ func runAuditCheckProof(_ context.Context, args []string, stdout, stderr io.Writ
 	var keys multiFlag
 	fs.Var(&keys, "key", "trusted verifier key file (required)")
 	pos, err := parseArgs(fs, args)
+	if errors.Is(err, errHelp) {
+		return 0
+	}
 	if err != nil || len(pos) != 1 || len(keys) == 0 {
 		fs.Usage()
 		return exitUsage
@@ -329,6 +343,9 @@ func runAuditReport(_ context.Context, args []string, stdout, stderr io.Writer) 
 	unverified := fs.Bool("unverified", false, "report on a log that fails verification (the report says so)")
 	tz := fs.String("timezone", "UTC", "time zone for display and for dates without an offset")
 	dirs, err := parseArgs(fs, args)
+	if errors.Is(err, errHelp) {
+		return 0
+	}
 	if err != nil || len(dirs) == 0 {
 		fs.Usage()
 		return exitUsage
@@ -421,6 +438,9 @@ func runAuditSearch(_ context.Context, args []string, stdout, stderr io.Writer) 
 	encKey := fs.String("encryption-key", "", "encryption_key_file, to open sealed personal fields")
 	tz := fs.String("timezone", "UTC", "time zone for dates without an offset")
 	dirs, err := parseArgs(fs, args)
+	if errors.Is(err, errHelp) {
+		return 0
+	}
 	if err != nil || len(dirs) == 0 {
 		fs.Usage()
 		return exitUsage
@@ -471,6 +491,9 @@ func runAuditShred(_ context.Context, args []string, stdout, stderr io.Writer) i
 	fs := newFlags("audit shred", stderr, "audit shred DIR --before DATE")
 	before := fs.String("before", "", "destroy data keys of periods (months) that ended on or before this date")
 	pos, err := parseArgs(fs, args)
+	if errors.Is(err, errHelp) {
+		return 0
+	}
 	if err != nil || len(pos) != 1 || *before == "" {
 		fs.Usage()
 		return exitUsage

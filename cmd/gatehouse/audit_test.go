@@ -109,8 +109,16 @@ func TestAuditVerifyTrustedCheckpointCLI(t *testing.T) {
 	// Roll back: drop the last segment and the checkpoints that cover it.
 	segs, _ := filepath.Glob(filepath.Join(dir, "segments", "*.jsonl"))
 	os.Remove(segs[len(segs)-1])
+	// The history keeps its first checkpoint (the log's opening one, which
+	// the remaining records still match); an empty history would be caught
+	// on its own.
 	os.Remove(filepath.Join(dir, "checkpoint"))
-	os.WriteFile(filepath.Join(dir, "checkpoints"), nil, 0o644)
+	hist, _ := os.ReadFile(filepath.Join(dir, "checkpoints"))
+	notes, err := audit.SplitCheckpoints(hist)
+	if err != nil || len(notes) < 2 {
+		t.Fatalf("checkpoint history: %d notes, %v", len(notes), err)
+	}
+	os.WriteFile(filepath.Join(dir, "checkpoints"), notes[0], 0o644)
 	if code, out, _ := runCLI("audit", "verify", dir, "--key", pub); code != 0 {
 		t.Fatalf("rolled-back log alone should look intact: %d %s", code, out)
 	}

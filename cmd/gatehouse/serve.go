@@ -47,8 +47,8 @@ func parseFlags(fs *flag.FlagSet, usage string, args []string, stdout, stderr io
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
+			// The flag package printed the usage already, to fs.Output()
+			// (stdout when run saw --help).
 			return true, 0
 		}
 		return true, exitUsage

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +22,9 @@ func runSessionsRevoke(ctx context.Context, args []string, stdout, stderr io.Wri
 	session := fs.String("session", "", "session id to end")
 	reason := fs.String("reason", "", "reason recorded in the audit log")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return exitUsage
 	}
 	body, ok := anomalyTarget(fs, *user, *session, stderr)
