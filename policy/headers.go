@@ -42,7 +42,9 @@ const MaxHeaderValue = 1024
 // DroppedHeader reports whether a header (any case) is left out of the
 // input document.
 func DroppedHeader(name string) bool {
-	n := strings.ToLower(name)
+	// '_' folds to '-': many servers read X_Forwarded_For as
+	// X-Forwarded-For, so the spelling must not smuggle one in.
+	n := strings.ReplaceAll(strings.ToLower(name), "_", "-")
 	if droppedHeaders[n] {
 		return true
 	}

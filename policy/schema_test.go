@@ -156,7 +156,7 @@ func TestDocsCoverSchema(t *testing.T) {
 func TestHeadersFromHTTP(t *testing.T) {
 	h := map[string][]string{
 		"User-Agent": {"ua"}, "Accept": {"a", "b"}, "Cookie": {"s=1"}, "Authorization": {"Bearer x"},
-		"X-Forwarded-For": {"1.2.3.4"}, "Forwarded": {"for=1.2.3.4"}, "X-Real-Ip": {"1.2.3.4"},
+		"X-Forwarded-For": {"1.2.3.4"}, "X_Forwarded_For": {"6.6.6.6"}, "x_gatehouse_user": {"root"}, "X_Real_IP": {"6.6.6.6"}, "Forwarded": {"for=1.2.3.4"}, "X-Real-Ip": {"1.2.3.4"},
 		"X-Gatehouse-User": {"admin"}, "X-Remote-User": {"admin"}, "X-Break-Glass-Reason": {strings.Repeat("r", 2000)},
 	}
 	got := HeadersFromHTTP(h, "X-Remote-User")

@@ -302,7 +302,9 @@ func (st *policyStage) Decide(ctx context.Context, req *Request, id Identity, ri
 	in := st.input(req, id, risk)
 	d, err := e.Decide(ctx, in)
 	out := Decision{
-		Allow:      d.Outcome != policy.OutcomeDeny,
+		// Allowed only on a positive outcome: any other value (a future
+		// one included) denies.
+		Allow:      d.Outcome == policy.OutcomeAllow || d.Outcome == policy.OutcomeStepUp,
 		RequireMFA: d.RequireMFA,
 		Revision:   d.Revision,
 		Duration:   d.Duration,
