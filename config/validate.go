@@ -361,8 +361,13 @@ func (c *Config) validateAudit(v *errorList) {
 	if a.Retention != 0 && a.Retention < Duration(24*time.Hour) {
 		v.add("audit.retention", "%s is shorter than a day (0 keeps everything)", a.Retention)
 	}
+	if a.Retention != 0 && a.EncryptionKeyFile == "" {
+		v.add("audit.retention", "needs audit.encryption_key_file: retention works by destroying the data keys of encrypted personal fields (records stay verifiable)")
+	}
 	if a.Backup.URL != "" {
-		checkURL(v, "audit.backup.url", a.Backup.URL, "file", "s3", "gs", "azblob", "mem")
+		// Reserved key: refusing it is honest, accepting it would promise
+		// copies nobody makes.
+		v.add("audit.backup.url", "%q: backups are not built into this version; copy the audit directory with your backup tool (it verifies offline anywhere)", a.Backup.URL)
 	}
 	for i, r := range a.Reports {
 		p := idx("audit.reports", i)

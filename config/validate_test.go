@@ -117,9 +117,8 @@ func TestValidateTable(t *testing.T) {
 		{"audit checkpoint", func(c *Config) { c.Audit.CheckpointInterval = 0 }, "audit.checkpoint_interval", "greater than zero"},
 		{"audit segment", func(c *Config) { c.Audit.SegmentSize = 100 }, "audit.segment_size", "too small"},
 		{"audit webhook", func(c *Config) { c.Audit.Publish.Webhook = "hooks" }, "audit.publish.webhook", "unsupported scheme"},
-		{"audit backup s3 ok", func(c *Config) { c.Audit.Backup.URL = "s3://bucket?endpoint=minio:9000" }, "", ""},
-		{"audit backup file ok", func(c *Config) { c.Audit.Backup.URL = "file:///mnt/backup" }, "", ""},
-		{"audit backup bad", func(c *Config) { c.Audit.Backup.URL = "nfs://x" }, "audit.backup.url", "unsupported scheme"},
+		{"audit backup is refused, not ignored", func(c *Config) { c.Audit.Backup.URL = "file:///mnt/backup" }, "audit.backup.url", "not built into this version"},
+		{"audit retention needs the encryption key", func(c *Config) { c.Audit.Retention = Duration(400 * 24 * time.Hour) }, "audit.retention", "needs audit.encryption_key_file"},
 		{"audit retention short", func(c *Config) { c.Audit.Retention = Duration(time.Hour) }, "audit.retention", "shorter than a day"},
 		{"audit report", func(c *Config) {
 			c.Audit.Reports = []AuditReport{{Every: Duration(time.Hour), Format: "pdf", Deliver: AuditReportTarget{Dir: tmp}}}
