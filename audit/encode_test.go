@@ -32,7 +32,7 @@ func encodeCases() map[string]*Record {
 				"headers": map[string]any{"User-Agent": "curl/8", "X-Empty": "", "Accept": []string{"a", "b"}},
 			},
 			"user":  map[string]any{"sub": "u1", "groups": []any{"eng", "ops"}, "mfa": true, "roles": []string(nil)},
-			"nums":  []any{0.1, 1e21, 1e20, 1e-7, 0.000001, -0.0, 123456789.0, math.MaxFloat64, 5e-324, -2.5e-10, float64(1 << 53)},
+			"nums":  []any{0.1, 1e21, 1e20, 1e-7, 0.000001, math.Copysign(0, -1), 123456789.0, math.MaxFloat64, 5e-324, -2.5e-10, float64(1 << 53)},
 			"ints":  []any{int64(-9), int32(7), uint64(math.MaxUint64), int8(3), uint(4), float32(0.1)},
 			"misc":  []any{nil, json.Number("12.50"), map[string]string{"b": "2", "a": "1"}, struct{ A int }{1}, tm, []byte("hi"), []any(nil), map[string]any(nil)},
 			"esc":   "\u2028\u2029\x00\x01\x1f\b\f\\\"<>&\xff\xfe日本\U0001F600",
