@@ -198,7 +198,7 @@ func startRedis(t *testing.T) *redis.Client {
 
 // startRedisKill is startRedis that also returns the address and a
 // function that kills the server.
-func startRedisKill(t *testing.T) (*redis.Client, string, func()) {
+func startRedisKill(t testing.TB) (*redis.Client, string, func()) {
 	t.Helper()
 	bin := testenv.NeedBinary(t, "redis-server")
 	port := testenv.FreePort(t)
