@@ -113,6 +113,29 @@ func (v *revView) apply(o ownRev) {
 	v.users[o.sub] = revUser{at: max(u.at, o.user.at), exp: max(u.exp, o.user.exp)}
 }
 
+// ViewStats describes the local revocation view, for metrics.
+type ViewStats struct {
+	Fresh      bool          // checks are answered locally now
+	Age        time.Duration // since the last successful poll was sent
+	Sessions   int           // revoked session ids in the view
+	Users      int           // revoked users in the view
+	PollErrors int64         // failed polls since start
+	Fallbacks  int64         // checks sent to Redis (view not fresh)
+}
+
+// ViewStats reports the state of the local revocation view.
+func (r *RedisStore) ViewStats() ViewStats {
+	v := &r.view
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	st := ViewStats{Sessions: len(v.sessions), Users: len(v.users), PollErrors: r.pollErrors.Load(), Fallbacks: r.checks.Load()}
+	if !v.synced.IsZero() {
+		st.Age = time.Since(v.synced)
+	}
+	st.Fresh = v.watching && !v.synced.IsZero() && st.Age < v.grace
+	return st
+}
+
 // Watch keeps the local revocation view current until ctx ends; run it in
 // its own goroutine. While it runs (and Redis answers), Revoked makes no
 // round trip.

@@ -143,6 +143,9 @@ func TestRevocationViewFailsClosed(t *testing.T) {
 	s := NewRedisStore(c, "t:")
 	grace := 300 * time.Millisecond
 	watched(t, s, WatchOptions{Grace: grace})
+	if st := s.ViewStats(); !st.Fresh || st.PollErrors != 0 {
+		t.Errorf("with Redis up: %+v", st)
+	}
 	kill()
 	down := time.Now()
 	d := within(t, 2*time.Second, "view given up", func() bool {
@@ -156,8 +159,8 @@ func TestRevocationViewFailsClosed(t *testing.T) {
 		t.Error("a revocation check with Redis down and a stale view did not fail")
 	}
 	t.Logf("checks failed %v after Redis went down", time.Since(down))
-	if s.pollErrors.Load() == 0 {
-		t.Error("poll errors not counted")
+	if st := s.ViewStats(); st.Fresh || st.PollErrors == 0 || st.Fallbacks == 0 {
+		t.Errorf("with Redis down: %+v, want not fresh, poll errors and fallbacks counted", st)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -431,6 +432,26 @@ func TestRevokeAcrossReplicasThroughProxy(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Logf("session revocation refused on the other instance after %v", time.Since(start))
+	// The checks were answered from the local view, and operators can see it.
+	resp, err := http.Get(adminB.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "gatehouse_authn_revocation_view_fresh 1") {
+		t.Errorf("revocation view not reported fresh in /metrics:\n%s", authnMetricLines(string(body)))
+	}
+}
+
+func authnMetricLines(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, "gatehouse_authn_revocation") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func TestRevokeThroughAdminAPI(t *testing.T) {

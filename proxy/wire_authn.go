@@ -101,6 +101,13 @@ func buildAuthn(ctx context.Context, w *Wiring) error {
 		done := make(chan struct{})
 		go func() { defer close(done); rs.Watch(wctx, authn.WatchOptions{}) }()
 		stopWatch = func() { cancel(); <-done }
+		if w.Metrics != nil {
+			if err := registerRevocationViewMetrics(w.Metrics, rs); err != nil {
+				cancel()
+				<-done
+				return err
+			}
+		}
 	}
 	w.OnClose(func(context.Context) error {
 		stopWatch()
@@ -109,6 +116,34 @@ func buildAuthn(ctx context.Context, w *Wiring) error {
 		}
 		return nil
 	})
+	return nil
+}
+
+// registerRevocationViewMetrics exports the state of the local revocation
+// view: when it is not fresh, every request asks Redis again.
+func registerRevocationViewMetrics(reg prometheus.Registerer, rs *authn.RedisStore) error {
+	fresh := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gatehouse_authn_revocation_view_fresh",
+		Help: "1 while revocation checks are answered from the local view kept current from Redis; 0 while each request asks Redis.",
+	}, func() float64 {
+		if rs.ViewStats().Fresh {
+			return 1
+		}
+		return 0
+	})
+	pollErrs := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "gatehouse_authn_revocation_poll_errors_total",
+		Help: "Failed polls of the Redis revocation generation.",
+	}, func() float64 { return float64(rs.ViewStats().PollErrors) })
+	fallbacks := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "gatehouse_authn_revocation_redis_checks_total",
+		Help: "Revocation checks sent to Redis because the local view was not fresh.",
+	}, func() float64 { return float64(rs.ViewStats().Fallbacks) })
+	for _, c := range []prometheus.Collector{fresh, pollErrs, fallbacks} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register authn revocation metrics: %w", err)
+		}
+	}
 	return nil
 }
 
