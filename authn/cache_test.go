@@ -130,6 +130,19 @@ func TestSessionCacheIsBounded(t *testing.T) {
 	if !c.ok(t, chatHost, first) {
 		t.Error("an evicted cookie is no longer accepted")
 	}
+	// A very large value is decoded every time, never kept.
+	c.a.sessions = newLRU[[32]byte, decodedCookie](4)
+	now := c.a.now()
+	big := &Session{ID: "big", Host: chatHost, Subject: "u", Groups: []string{strings.Repeat("g", 5000)},
+		Created: now.UnixMilli(), Expires: now.Add(time.Hour).Unix(), LastSeen: now.Unix()}
+	plain, _ := json.Marshal(big)
+	bc := &http.Cookie{Name: c.a.sessionCookie(), Value: c.a.seal.seal("session", chatHost, now.Add(time.Hour), plain)}
+	if !c.ok(t, chatHost, bc) || !c.ok(t, chatHost, bc) {
+		t.Fatal("large session refused")
+	}
+	if n := c.a.sessions.len(); n != 0 {
+		t.Errorf("a %d-byte cookie was cached", len(bc.Value))
+	}
 }
 
 func assertionClaims(t *testing.T, a *Authn, tok string) AssertionClaims {

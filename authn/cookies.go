@@ -185,9 +185,13 @@ type decodedCookie struct {
 	sealExp int64 // unix seconds; the value is valid before it
 }
 
-// sessionCacheSize bounds the decoded-cookie cache (entries of a few
-// hundred bytes each).
-const sessionCacheSize = 8192
+// sessionCacheSize bounds the decoded-cookie cache; values longer than
+// sessionCacheMaxValue (chunked sessions with very large claim sets) are
+// decoded every time, so the cache stays within a few tens of MB.
+const (
+	sessionCacheSize     = 8192
+	sessionCacheMaxValue = 4096
+)
 
 // decodeSessionCookie opens and decodes a session cookie value for host.
 // Opening (base64, AES-GCM, JSON) is the costly part of a request's
@@ -197,18 +201,21 @@ const sessionCacheSize = 8192
 // the seal's own expiry is remembered with it; lifetime, idle time and
 // revocation are judged by the caller on every request.
 func (a *Authn) decodeSessionCookie(host string, now time.Time, raw string) (decodedCookie, bool) {
-	h := sha256.New()
-	h.Write([]byte(host))
-	h.Write([]byte{0})
-	h.Write([]byte(raw))
+	cacheable := len(raw) <= sessionCacheMaxValue
 	var key [sha256.Size]byte
-	h.Sum(key[:0])
-	if d, ok := a.sessions.get(key); ok {
-		if now.Unix() < d.sealExp {
-			return d, true
+	if cacheable {
+		h := sha256.New()
+		h.Write([]byte(host))
+		h.Write([]byte{0})
+		h.Write([]byte(raw))
+		h.Sum(key[:0])
+		if d, ok := a.sessions.get(key); ok {
+			if now.Unix() < d.sealExp {
+				return d, true
+			}
+			a.sessions.remove(key)
+			return decodedCookie{}, false
 		}
-		a.sessions.remove(key)
-		return decodedCookie{}, false
 	}
 	plain, exp, err := a.seal.openExp("session", host, now, raw)
 	if err != nil {
@@ -231,7 +238,9 @@ func (a *Authn) decodeSessionCookie(host string, now time.Time, raw string) (dec
 		s.Groups, s.Roles, s.AMR = slices.Clip(s.Groups), slices.Clip(s.Roles), slices.Clip(s.AMR)
 		d.sess = s
 	}
-	a.sessions.put(key, d)
+	if cacheable {
+		a.sessions.put(key, d)
+	}
 	return d, true
 }
 
