@@ -137,8 +137,10 @@ func TestSessionCacheIsBounded(t *testing.T) {
 		Created: now.UnixMilli(), Expires: now.Add(time.Hour).Unix(), LastSeen: now.Unix()}
 	plain, _ := json.Marshal(big)
 	bc := &http.Cookie{Name: c.a.sessionCookie(), Value: c.a.seal.seal("session", chatHost, now.Add(time.Hour), plain)}
-	if !c.ok(t, chatHost, bc) || !c.ok(t, chatHost, bc) {
-		t.Fatal("large session refused")
+	for range 2 {
+		if !c.ok(t, chatHost, bc) {
+			t.Fatal("large session refused")
+		}
 	}
 	if n := c.a.sessions.len(); n != 0 {
 		t.Errorf("a %d-byte cookie was cached", len(bc.Value))
