@@ -96,6 +96,9 @@ func (v *revView) answer(id, subject string, created time.Time) (bool, bool) {
 func (v *revView) addOwn(o ownRev) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if !v.watching {
+		return // no view to keep current; the first reload reads it from Redis
+	}
 	if v.sessions == nil {
 		v.sessions, v.users = map[string]int64{}, map[string]revUser{}
 	}
