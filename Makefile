@@ -9,7 +9,7 @@ BIN := bin/gatehouse
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build deps demo test test-short check-format lint bench fuzz clean
+.PHONY: all build deps demo test test-short check-format check-tidy lint bench fuzz clean
 
 all: build
 
@@ -24,7 +24,7 @@ demo: deps build
 
 # The whole suite, with real peers (oidc-provider, Dex, Pebble, redis-server,
 # nginx, Chromium). Missing peers fail here; only -short may skip them.
-test: deps check-format
+test: deps check-format check-tidy
 	$(GO) vet ./...
 	.tools/bin/staticcheck ./...
 	$(GO) test -race -count=1 -timeout 30m ./...
@@ -37,9 +37,12 @@ test-short:
 check-format:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
+check-tidy:
+	@$(GO) mod tidy -diff >/dev/null || (echo "go.mod/go.sum are not tidy: run go mod tidy"; $(GO) mod tidy -diff; exit 1)
+
 # lint = what test checks plus govulncheck against an offline database built
 # from golang.org/x/vulndb (its online database cannot be reached here).
-lint: deps check-format
+lint: deps check-format check-tidy
 	$(GO) vet ./...
 	.tools/bin/staticcheck ./...
 	bash scripts/vulndb.sh
