@@ -93,7 +93,37 @@ func foldHeader(name string) string {
 
 // isSpoofable reports whether a client-sent header must be dropped.
 func (hp *headerPolicy) isSpoofable(name string) bool {
-	f := foldHeader(name)
+	// Fold into a stack buffer: no string allocated per header per request.
+	var buf [64]byte
+	if t := strings.TrimSpace(name); len(t) <= len(buf) {
+		b := buf[:len(t)]
+		for i := 0; i < len(t); i++ {
+			c := t[i]
+			switch {
+			case c >= 'A' && c <= 'Z':
+				c += 'a' - 'A'
+			case c == '_':
+				c = '-'
+			case c >= 0x80:
+				return hp.isSpoofableFolded(foldHeader(name))
+			}
+			b[i] = c
+		}
+		if hp.exact[string(b)] {
+			return true
+		}
+		for _, p := range hp.prefixes {
+			if len(b) >= len(p) && string(b[:len(p)]) == p {
+				return true
+			}
+		}
+		return false
+	}
+	return hp.isSpoofableFolded(foldHeader(name))
+}
+
+// isSpoofableFolded is isSpoofable for a name already folded.
+func (hp *headerPolicy) isSpoofableFolded(f string) bool {
 	if hp.exact[f] {
 		return true
 	}

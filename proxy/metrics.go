@@ -3,6 +3,7 @@ package proxy
 import (
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,9 @@ type metrics struct {
 	lastReload     prometheus.Gauge
 	auditFailures  prometheus.Counter
 	generation     prometheus.Gauge
+
+	routesMu sync.RWMutex
+	routes   map[string]*routeMetrics // by route name
 }
 
 func newMetrics(reg prometheus.Registerer, version string) *metrics {
@@ -70,9 +74,59 @@ func newMetrics(reg prometheus.Registerer, version string) *metrics {
 }
 
 func (m *metrics) observe(route string, status int, outcome string, d time.Duration) {
+	m.forRoute(route).observe(status, outcome, d)
+}
+
+// routeMetrics are one route's series, resolved from the vectors once: the
+// hot path then skips hashing label values on every request.
+type routeMetrics struct {
+	m        *metrics
+	route    string
+	duration prometheus.Observer
+	mu       sync.RWMutex
+	requests map[codeOutcome]prometheus.Counter
+}
+
+type codeOutcome struct {
+	code    int
+	outcome string
+}
+
+// forRoute returns the series of a route by name, creating them once.
+func (m *metrics) forRoute(route string) *routeMetrics {
+	m.routesMu.RLock()
+	rm := m.routes[route]
+	m.routesMu.RUnlock()
+	if rm != nil {
+		return rm
+	}
+	m.routesMu.Lock()
+	defer m.routesMu.Unlock()
+	if rm = m.routes[route]; rm == nil {
+		rm = &routeMetrics{m: m, route: route, duration: m.duration.WithLabelValues(route),
+			requests: map[codeOutcome]prometheus.Counter{}}
+		if m.routes == nil {
+			m.routes = map[string]*routeMetrics{}
+		}
+		m.routes[route] = rm
+	}
+	return rm
+}
+
+func (rm *routeMetrics) observe(status int, outcome string, d time.Duration) {
 	if status == 0 {
 		status = 200
 	}
-	m.requests.WithLabelValues(route, strconv.Itoa(status), outcome).Inc()
-	m.duration.WithLabelValues(route).Observe(d.Seconds())
+	k := codeOutcome{status, outcome}
+	rm.mu.RLock()
+	c := rm.requests[k]
+	rm.mu.RUnlock()
+	if c == nil {
+		c = rm.m.requests.WithLabelValues(rm.route, strconv.Itoa(status), outcome)
+		rm.mu.Lock()
+		rm.requests[k] = c
+		rm.mu.Unlock()
+	}
+	c.Inc()
+	rm.duration.Observe(d.Seconds())
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -57,7 +58,10 @@ const (
 	ReasonGuardCut           = "guard_cut"
 )
 
-// exchange is the bookkeeping of one request through the pipeline.
+// exchange is the bookkeeping of one request through the pipeline. The
+// per-request objects (response writer, routed request, upstream flight,
+// header values) live inside it so a request costs one allocation for them
+// all instead of one each.
 type exchange struct {
 	start    time.Time
 	id       string
@@ -70,25 +74,65 @@ type exchange struct {
 	// set by the upstream error handler
 	upstreamErr error
 	guardCut    bool
+
+	w        responseWriter
+	reqv     Request
+	fl       flight
+	clientIP string    // req.ClientIP as text, once computed
+	ipDone   bool      // clientIP is set
+	idHdr    [1]string // X-Request-Id value (no slice allocated per request)
+	upIDHdr  [1]string // X-Gatehouse-Request-Id value sent upstream
+	detached context.Context
+}
+
+// clientIPString returns the client address as text, formatted once.
+func (x *exchange) clientIPString() string {
+	if !x.ipDone {
+		x.clientIP, x.ipDone = addrString(x.req), true
+	}
+	return x.clientIP
+}
+
+// background returns the client's context without its cancellation (for
+// what must be written down even when the client is gone), made once.
+func (x *exchange) background(r *http.Request) context.Context {
+	if x.detached == nil {
+		x.detached = context.WithoutCancel(r.Context())
+	}
+	return x.detached
 }
 
 type flightKey struct{}
 
-// flight is what the upstream hooks need, carried in the request context.
+// flight is what the upstream hooks need. It is itself the context of the
+// upstream request (the guard context, answering Value(flightKey{}) with
+// itself), which saves a context.WithValue per request.
 type flight struct {
-	x      *exchange
-	st     *state
-	w      *responseWriter
-	client context.Context // the client's request context
-	guard  context.Context // client context under every guard
+	context.Context // client context under every guard
+	x               *exchange
+	st              *state
+	w               *responseWriter
+	client          context.Context // the client's request context
+	guard           context.Context // client context under every guard
+}
+
+// Value answers flightKey{} with the flight, everything else from the
+// guard context.
+func (f *flight) Value(key any) any {
+	if _, ok := key.(flightKey); ok {
+		return f
+	}
+	return f.Context.Value(key)
 }
 
 // ServeHTTP runs the pipeline for one request.
 func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	st := s.state.Load()
-	w := &responseWriter{ResponseWriter: rw}
 	x := &exchange{start: s.clock(), id: newRequestID()}
-	w.Header().Set("X-Request-Id", x.id)
+	x.w.ResponseWriter = rw
+	w := &x.w
+	x.idHdr[0] = x.id
+	w.Header()["X-Request-Id"] = x.idHdr[:]
 	defer s.finish(w, r, x)
 
 	// 1. One normalisation, before anything else looks at the path.
@@ -134,7 +178,8 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x.route = rt
-	req := &Request{ID: x.id, Route: rt.Info, Path: p, ClientIP: st.headers.clientIP(r), Time: x.start, HTTP: r}
+	x.reqv = Request{ID: x.id, Route: rt.Info, Path: p, ClientIP: st.headers.clientIP(r), Time: x.start, HTTP: r}
+	req := &x.reqv
 	x.req = req
 
 	if up := isUpgrade(r); up != "" {
@@ -276,8 +321,8 @@ func (s *Server) forward(w *responseWriter, r *http.Request, x *exchange, st *st
 			defer release()
 		}
 	}
-	fl := &flight{x: x, st: st, w: w, client: parent, guard: ctx}
-	r2 := r.WithContext(context.WithValue(ctx, flightKey{}, fl))
+	x.fl = flight{Context: ctx, x: x, st: st, w: w, client: parent, guard: ctx}
+	r2 := r.WithContext(&x.fl)
 	x.req.HTTP = r2
 	t0 := time.Now()
 	aborted := s.serveUpstream(w, r2)
@@ -286,7 +331,11 @@ func (s *Server) forward(w *responseWriter, r *http.Request, x *exchange, st *st
 		// The client has its whole answer before the completion is
 		// written down (net/http would otherwise hold the last bytes until
 		// the handler returns).
-		_ = http.NewResponseController(w.ResponseWriter).Flush()
+		// With a declared Content-Length this is the one write net/http
+		// would make at the end anyway, only earlier; unknown-length bodies
+		// were flushed on every write by the reverse proxy, so this finds
+		// nothing buffered and makes no write at all.
+		flushWriter(w.ResponseWriter)
 	}
 	if ctx.Err() != nil && parent.Err() == nil {
 		x.guardCut = true
@@ -303,7 +352,7 @@ func (s *Server) forward(w *responseWriter, r *http.Request, x *exchange, st *st
 	if aborted {
 		ev.Fields = map[string]any{"reason": x.reason, "aborted": true}
 	}
-	if err := s.record(context.WithoutCancel(parent), ev); err != nil {
+	if err := s.record(x.background(r), ev); err != nil {
 		s.log.Error("completion not recorded", zap.String("request_id", x.id), zap.Error(err))
 	}
 	if aborted {
@@ -352,7 +401,7 @@ func (s *Server) baseEvent(x *exchange, typ string) Event {
 	r := x.req.HTTP
 	return Event{
 		Type: typ, Time: s.clock(), RequestID: x.id, Route: x.route.Info.Name,
-		Method: r.Method, Host: r.Host, Path: x.req.Path, ClientIP: addrString(x.req),
+		Method: r.Method, Host: r.Host, Path: x.req.Path, ClientIP: x.clientIPString(),
 		Subject: x.ident.Subject, Email: x.ident.Email, SessionID: x.ident.SessionID,
 	}
 }
@@ -401,16 +450,28 @@ func (s *Server) finish(w *responseWriter, r *http.Request, x *exchange) {
 		c.Download = x.outcome == OutcomeAllow && w.status < 300 &&
 			x.route.IsDownload(x.req.Path, w.Header().Get("Content-Type"), w.Header().Get("Content-Disposition"))
 		for _, o := range s.wiring.Observers {
-			o.Observe(context.WithoutCancel(r.Context()), c)
+			o.Observe(x.background(r), c)
 		}
 	}
-	s.metrics.observe(routeName, w.status, x.outcome, dur)
-	if s.state.Load().cfg.Log.Access {
+	var rm *routeMetrics
+	if x.route != nil {
+		rm = x.route.metrics(s.metrics)
+	} else {
+		rm = s.metrics.forRoute("")
+	}
+	rm.observe(w.status, x.outcome, dur)
+	if !s.state.Load().cfg.Log.Access {
+		return
+	}
+	if ce := s.log.Check(zap.InfoLevel, "request"); ce != nil {
 		user := x.ident.Email
 		if user == "" {
 			user = x.ident.Subject
 		}
-		s.log.Info("request",
+		// The fields live in a pooled array: no 13-field slice allocated
+		// per request (zap cores encode or copy them during Write).
+		fa := accessFieldPool.Get().(*[13]zap.Field)
+		*fa = [13]zap.Field{
 			zap.String("request_id", x.id),
 			zap.String("route", routeName),
 			zap.String("user", user),
@@ -423,9 +484,23 @@ func (s *Server) finish(w *responseWriter, r *http.Request, x *exchange) {
 			zap.Duration("upstream_duration", x.upstream),
 			zap.String("outcome", x.outcome),
 			zap.String("reason", x.reason),
-			zap.String("client_ip", addrString(x.req)),
-		)
+			zap.String("client_ip", x.clientIPString()),
+		}
+		ce.Write(fa[:]...)
+		*fa = [13]zap.Field{}
+		accessFieldPool.Put(fa)
 	}
+}
+
+var accessFieldPool = sync.Pool{New: func() any { return new([13]zap.Field) }}
+
+// flushWriter sends what net/http holds buffered for the client.
+func flushWriter(w http.ResponseWriter) {
+	if f, ok := w.(interface{ FlushError() error }); ok {
+		_ = f.FlushError()
+		return
+	}
+	_ = http.NewResponseController(w).Flush()
 }
 
 func addrString(req *Request) string {

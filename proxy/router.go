@@ -9,6 +9,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"github.com/gatehouse-dev/gatehouse/config"
 )
@@ -21,6 +22,18 @@ type Route struct {
 	WebSockets   bool
 	PreserveHost bool
 	downloads    downloadMatcher
+	// series caches this route's metrics (resolved on its first request).
+	series atomic.Pointer[routeMetrics]
+}
+
+// metrics returns the route's series in m, resolved once per route.
+func (rt *Route) metrics(m *metrics) *routeMetrics {
+	if rm := rt.series.Load(); rm != nil && rm.m == m {
+		return rm
+	}
+	rm := m.forRoute(rt.Info.Name)
+	rt.series.Store(rm)
+	return rm
 }
 
 // Router maps a request's Host and normalised path to a Route. It is built

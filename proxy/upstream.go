@@ -82,7 +82,10 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 // route's target, the normalised path, no client-sent identity or
 // forwarding headers, then ours.
 func (s *Server) rewrite(pr *httputil.ProxyRequest) {
-	fl, _ := pr.In.Context().Value(flightKey{}).(*flight)
+	fl, ok := pr.In.Context().(*flight)
+	if !ok {
+		fl, _ = pr.In.Context().Value(flightKey{}).(*flight)
+	}
 	out := pr.Out
 	if fl == nil {
 		// Not routed by the pipeline: send it nowhere (the transport fails, 502).
@@ -100,7 +103,8 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	}
 	fl.st.headers.strip(out.Header)
 	fl.st.headers.setForwarded(pr.In, out.Header)
-	out.Header.Set("X-Gatehouse-Request-Id", fl.x.id)
+	fl.x.upIDHdr[0] = fl.x.id
+	out.Header["X-Gatehouse-Request-Id"] = fl.x.upIDHdr[:]
 	for _, h := range s.wiring.hdrs {
 		h.UpstreamHeaders(fl.x.req, fl.x.ident, out.Header)
 	}
