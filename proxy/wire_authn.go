@@ -45,6 +45,9 @@ type authnStage struct {
 	log   *zap.Logger
 	store authn.Store
 	rdb   redis.UniversalClient
+	// replay is set in memory-store mode with an audit log: revocations
+	// replayed from it at start.
+	replay *revocationReplay
 	// storeKey says which settings built store; a reload changing them is refused.
 	storeKey string
 	events   *prometheus.CounterVec
@@ -75,7 +78,16 @@ func buildAuthn(ctx context.Context, w *Wiring) error {
 		st.rdb = newAnomalyRedis(cfg.Redis)
 		st.store = authn.NewRedisStore(st.rdb, "")
 	} else {
-		st.store = authn.NewMemoryStore()
+		ms := authn.NewMemoryStore()
+		st.store = ms
+		if cfg.Audit.Dir != "" {
+			// Single instance: revocations survive a restart by replay
+			// from the audit log (wire_authn_replay.go).
+			st.replay = newRevocationReplay(ms, cfg.Audit.Dir, cfg.Session.Lifetime.D(), w.Clock, st.log)
+			st.store = st.replay
+		} else {
+			st.log.Warn("no audit.dir: session revocations (logout, sessions revoke) are lost at restart")
+		}
 	}
 	a, err := st.build(cfg)
 	if err != nil {
@@ -91,9 +103,27 @@ func buildAuthn(ctx context.Context, w *Wiring) error {
 		w.Handle(pattern, st.handler(pattern))
 	}
 	w.HandleAdmin("POST /api/v1/sessions/revoke", http.HandlerFunc(st.handleRevoke))
-	w.AddReadiness("authn", func(ctx context.Context) error { return st.a.Load().Ready(ctx) })
+	w.AddReadiness("authn", func(ctx context.Context) error {
+		if st.replay != nil {
+			if err := st.replay.ready(ctx); err != nil {
+				return err
+			}
+		}
+		return st.a.Load().Ready(ctx)
+	})
 	w.OnReload(st.reload)
 	stopWatch := func() {}
+	if st.replay != nil {
+		// Before the server serves: no request is judged without the
+		// revocations of the last lifetime. A failure is retried.
+		if err := st.replay.run(ctx); err != nil {
+			st.log.Error("revocation replay failed; requests needing a session are refused until it succeeds", zap.Error(err))
+			rctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); st.replay.retry(rctx, 5*time.Second) }()
+			stopWatch = func() { cancel(); <-done }
+		}
+	}
 	if rs, ok := st.store.(*authn.RedisStore); ok {
 		// Revocation checks answered from a local view kept current in the
 		// background (per request again whenever it falls behind).
