@@ -73,10 +73,6 @@ func newMetrics(reg prometheus.Registerer, version string) *metrics {
 	return m
 }
 
-func (m *metrics) observe(route string, status int, outcome string, d time.Duration) {
-	m.forRoute(route).observe(status, outcome, d)
-}
-
 // routeMetrics are one route's series, resolved from the vectors once: the
 // hot path then skips hashing label values on every request.
 type routeMetrics struct {
