@@ -49,17 +49,27 @@ func durOr(d, def time.Duration) time.Duration {
 	return def
 }
 
-// bufferPool recycles the 32 KiB copy buffers of the reverse proxy.
+// copyBufferSize is the size of the reverse proxy's copy buffers.
+const copyBufferSize = 32 << 10
+
+// bufferPool recycles the 32 KiB copy buffers of the reverse proxy. It
+// pools array pointers, so Put allocates nothing (a *[]byte would cost a
+// slice header per request).
 type bufferPool struct{ p sync.Pool }
 
 func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
+	if v, ok := b.p.Get().(*[copyBufferSize]byte); ok {
+		return v[:]
 	}
-	return make([]byte, 32<<10)
+	return make([]byte, copyBufferSize)
 }
 
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) < copyBufferSize {
+		return // not one of ours
+	}
+	b.p.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
+}
 
 // newReverseProxy builds the reverse proxy. Bodies stream: responses of
 // unknown length and text/event-stream are flushed on every write (the
