@@ -805,3 +805,50 @@ func (e *authnE2E) get2(t *testing.T, b *idp.Browser, u string) *idp.Page {
 	}
 	return p
 }
+
+// TestRevokeReplayFailsClosedThroughProxy: when the audit log cannot be
+// read at start, the revocations cannot be known: a valid session cookie
+// is refused and /readyz reports authn not ready with the reason.
+func TestRevokeReplayFailsClosedThroughProxy(t *testing.T) {
+	e := newAuthnE2EWith(t, "", true)
+	const u = "https://chat.example.com/"
+	e.signIn(t, u, idp.AliceUser, idp.AlicePassword, idp.AliceTOTP)
+	if code := statusOf(t, e.browser(t, e.b), u); code != 200 {
+		t.Fatalf("signed in: %d", code)
+	}
+	cfg, err := config.Load(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.front.Close()
+	e.admin.Close()
+	if err := e.s.runClose(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(cfg.Audit.Dir, "segments", "*"))
+	if len(segs) == 0 {
+		t.Fatal("no audit segment")
+	}
+	f, err := os.OpenFile(segs[len(segs)-1], os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.WriteString("{\"v\":1,garbage}\n")
+	f.Close()
+	e.restart(t, false) // authn alone: it still reads audit.dir
+	if code := statusOf(t, e.browser(t, e.b), u); code == 200 || code == 401 {
+		t.Errorf("with unreadable revocations, a session was judged: %d", code)
+	}
+	resp, err := http.Get(e.admin.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var ready struct {
+		Checks map[string]string `json:"checks"`
+	}
+	if err := json.Unmarshal(body, &ready); err != nil || !strings.Contains(ready.Checks["authn"], "replay revocations") {
+		t.Errorf("authn readiness does not report the failed replay: %d %s", resp.StatusCode, body)
+	}
+}
