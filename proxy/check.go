@@ -42,8 +42,22 @@ func Check(ctx context.Context, cfg *config.Config) error {
 	list := append([]checkerEntry(nil), checkers...)
 	checkersMu.Unlock()
 	for _, c := range list {
-		if err := c.check(ctx, cfg); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", c.name, err))
+		err := c.check(ctx, cfg)
+		if err == nil {
+			continue
+		}
+		// Problems that know their file and line print as they are
+		// (file:line: field: message); others are prefixed with the check.
+		leaves := []error{err}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			leaves = j.Unwrap()
+		}
+		for _, e := range leaves {
+			if fe := (*config.FieldError)(nil); errors.As(e, &fe) && fe.Line > 0 {
+				errs = append(errs, e)
+			} else {
+				errs = append(errs, fmt.Errorf("%s: %w", c.name, e))
+			}
 		}
 	}
 	return errors.Join(errs...)

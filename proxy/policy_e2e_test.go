@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -182,8 +183,10 @@ func TestPolicyE2EReloadKeepsLastGood(t *testing.T) {
 	}
 	// gatehouse check reports OPA's file:line.
 	err := Check(context.Background(), cfg)
-	if err == nil || !strings.Contains(err.Error(), "authz.rego:") || !strings.Contains(err.Error(), "policy") {
-		t.Fatalf("check: %v", err)
+	var fe *config.FieldError
+	if err == nil || !errors.As(err, &fe) || fe.File != filepath.Join(dir, "authz.rego") || fe.Line == 0 ||
+		!strings.HasPrefix(err.Error(), filepath.Join(dir, "authz.rego")+":") || !strings.Contains(err.Error(), "rego_") {
+		t.Fatalf("check must print dir/file.rego:line: policy: ...; got %v", err)
 	}
 
 	// Fixed: a new revision serves and the reload is recorded.

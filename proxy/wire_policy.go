@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/loader"
 	"log/slog"
+	"path/filepath"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -390,8 +393,46 @@ func checkPolicy(ctx context.Context, cfg *config.Config) error {
 			continue
 		}
 		if _, err := policy.Compile(ctx, d, policy.CompileOptions{Timeout: cfg.Policy.Timeout.D()}); err != nil {
-			errs = append(errs, err)
+			if located := regoLocations(d, err); len(located) > 0 {
+				errs = append(errs, located...)
+			} else {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// regoLocations turns the parse and compile errors OPA reports (file names
+// relative to the policy dir) into "dir/file.rego:line: policy: code:
+// message" problems, the form `gatehouse check` prints for the config.
+func regoLocations(dir string, err error) []error {
+	var out []error
+	var walk func(error)
+	walk = func(e error) {
+		switch v := e.(type) {
+		case nil:
+		case *ast.Error:
+			if v.Location != nil && v.Location.File != "" {
+				out = append(out, &config.FieldError{File: filepath.Join(dir, v.Location.File), Line: v.Location.Row,
+					Field: "policy", Msg: v.Code + ": " + v.Message, Err: v})
+			}
+		case ast.Errors:
+			for _, x := range v {
+				walk(x)
+			}
+		case loader.Errors:
+			for _, x := range v {
+				walk(x)
+			}
+		case interface{ Unwrap() []error }:
+			for _, x := range v.Unwrap() {
+				walk(x)
+			}
+		case interface{ Unwrap() error }:
+			walk(v.Unwrap())
+		}
+	}
+	walk(err)
+	return out
 }
