@@ -78,12 +78,16 @@ func buildAuthn(ctx context.Context, w *Wiring) error {
 		st.rdb = newAnomalyRedis(cfg.Redis)
 		st.store = authn.NewRedisStore(st.rdb, "")
 	} else {
-		ms := authn.NewMemoryStore()
+		clock := w.Clock
+		if clock == nil {
+			clock = time.Now
+		}
+		ms := authn.NewMemoryStoreClock(clock) // the clock authn and the replay use
 		st.store = ms
 		if cfg.Audit.Dir != "" {
 			// Single instance: revocations survive a restart by replay
 			// from the audit log (wire_authn_replay.go).
-			st.replay = newRevocationReplay(ms, cfg.Audit.Dir, cfg.Session.Lifetime.D(), w.Clock, st.log)
+			st.replay = newRevocationReplay(ms, cfg.Audit.Dir, cfg.Session.Lifetime.D(), clock, st.log)
 			st.store = st.replay
 		} else {
 			st.log.Warn("no audit.dir: session revocations (logout, sessions revoke) are lost at restart")
