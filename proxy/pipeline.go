@@ -463,7 +463,7 @@ func (s *Server) finish(w *responseWriter, r *http.Request, x *exchange) {
 	if !s.state.Load().cfg.Log.Access {
 		return
 	}
-	if ce := s.log.Check(zap.InfoLevel, "request"); ce != nil {
+	if ce := s.accessLog.Check(zap.InfoLevel, "request"); ce != nil {
 		user := x.ident.Email
 		if user == "" {
 			user = x.ident.Subject

@@ -71,6 +71,7 @@ type state struct {
 // Server is one Gatehouse process.
 type Server struct {
 	log       *zap.Logger
+	accessLog *zap.Logger // log without the caller: one line per request, no stack walk
 	clock     func() time.Time
 	certs     CertSource
 	wiring    *Wiring
@@ -109,6 +110,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
+	s.accessLog = s.log.WithOptions(zap.WithCaller(false))
 	if s.clock == nil {
 		s.clock = time.Now
 	}
