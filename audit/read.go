@@ -26,6 +26,57 @@ func Scan(dir string, ring *Keyring, fn func(*Record) error) error {
 	return nil
 }
 
+// ScanSince is Scan for the records written since from: it starts at the
+// last segment whose first record is at or before from, so reading the
+// last hours of a long log costs a segment or two, not the whole log.
+// Records are in time order only as far as their clock was: callers
+// filter by r.Time themselves (and allow a margin).
+func ScanSince(dir string, ring *Keyring, from time.Time, fn func(*Record) error) error {
+	segs, err := listSegments(dir)
+	if err != nil {
+		return err
+	}
+	start := 0
+	for i := len(segs) - 1; i > 0; i-- {
+		first, err := firstRecordTime(segs[i])
+		if err != nil {
+			return err
+		}
+		if !first.After(from) {
+			start = i
+			break
+		}
+	}
+	for _, s := range segs[start:] {
+		if err := scanFile(s, ring, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// firstRecordTime reads the time of a segment's first record (zero for an
+// empty segment, which then counts as "not after").
+func firstRecordTime(s segmentInfo) (time.Time, error) {
+	f, err := os.Open(s.Path)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read audit segment: %w", err)
+	}
+	defer f.Close()
+	line, _, complete, err := newLineScanner(f).next()
+	if errors.Is(err, io.EOF) || (err == nil && !complete) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read audit segment %s line 1: %w", s.Name, err)
+	}
+	r, err := ParseRecord(line)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read audit segment %s line 1: %w", s.Name, err)
+	}
+	return r.Time, nil
+}
+
 func scanFile(s segmentInfo, ring *Keyring, fn func(*Record) error) error {
 	f, err := os.Open(s.Path)
 	if err != nil {
