@@ -113,3 +113,31 @@ func TestUpstreamCannotSetGatehouseCookies(t *testing.T) {
 		t.Fatalf("status %d, Set-Cookie %q: want only the app's own cookie", resp.StatusCode, got)
 	}
 }
+
+// The allocation-free folding of isSpoofable agrees with foldHeader for
+// every spelling: case, underscores, spaces, non-ASCII, long names.
+func TestIsSpoofableMatchesFold(t *testing.T) {
+	hp, err := newHeaderPolicy(baseConfig("http://127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := "X-Forwarded-" + strings.Repeat("a", 80)
+	for _, tc := range []struct {
+		name string
+		want bool
+	}{
+		{"X-Forwarded-For", true}, {"x_forwarded_for", true}, {"X_FORWARDED_HOST", true},
+		{" Forwarded ", true}, {"X-Real-Ip", true}, {"X-Auth-User", true}, {"x_auth_email", true},
+		{"X-Gatehouse-User", true}, {"X-Identity-Assertion", true}, {long, true},
+		{"X-Forwarded-\u212a", true}, // Kelvin sign: non-ASCII takes the strings.ToLower path
+		{"Accept", false}, {"X-Forward", false}, {"Content-Type", false}, {"X-Request-Id", false},
+		{strings.Repeat("b", 100), false},
+	} {
+		if got := hp.isSpoofable(tc.name); got != tc.want {
+			t.Errorf("isSpoofable(%q) = %v, want %v", tc.name, got, tc.want)
+		}
+		if got, ref := hp.isSpoofable(tc.name), hp.isSpoofableFolded(foldHeader(tc.name)); got != ref {
+			t.Errorf("isSpoofable(%q) = %v, foldHeader path says %v", tc.name, got, ref)
+		}
+	}
+}
