@@ -3,6 +3,7 @@ package idp
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,12 +11,21 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
+// startTimeout bounds one start of the IdP. Node loads oidc-provider and
+// generates an RSA key before it listens: well under a second on an idle
+// machine, but CI runs it beside race-instrumented test binaries and a
+// browser on two cores.
+const startTimeout = 60 * time.Second
+
 // Launch runs test/idp (under repoRoot) outside of a test, for `gatehouse
 // demo`: on the given loopback port (0: a free one) until ctx ends. It
-// returns once the IdP printed its issuer line.
+// returns once the IdP printed its issuer line. With port 0 a start that
+// fails (the free port was taken meanwhile, or the IdP exited or hung) is
+// retried on another port, up to three attempts.
 func Launch(ctx context.Context, repoRoot string, port int, o Options) (*Provider, *exec.Cmd, error) {
 	dir := filepath.Join(repoRoot, "test", "idp")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "oidc-provider")); err != nil {
@@ -31,14 +41,43 @@ func Launch(ctx context.Context, repoRoot string, port int, o Options) (*Provide
 	if o.ClientSecret == "" {
 		o.ClientSecret = "gatehouse-secret"
 	}
+	attempts := 1
 	if port == 0 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, nil, err
-		}
-		port = l.Addr().(*net.TCPAddr).Port
-		l.Close()
+		attempts = 3
 	}
+	var errs []error
+	for i := 0; i < attempts; i++ {
+		p := port
+		if p == 0 {
+			if p, err = freePort(); err != nil {
+				return nil, nil, err
+			}
+		}
+		prov, cmd, err := launchOnce(ctx, node, dir, p, o)
+		if err == nil {
+			return prov, cmd, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		errs = append(errs, fmt.Errorf("attempt %d on port %d: %w", i+1, p, err))
+	}
+	return nil, nil, errors.Join(errs...)
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port for the test IdP: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// launchOnce starts the IdP on port and waits for its issuer line, its
+// exit or startTimeout, whichever comes first.
+func launchOnce(ctx context.Context, node, dir string, port int, o Options) (*Provider, *exec.Cmd, error) {
 	cmd := exec.CommandContext(ctx, node, "idp.js")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
@@ -53,30 +92,60 @@ func Launch(ctx context.Context, repoRoot string, port int, o Options) (*Provide
 	if err != nil {
 		return nil, nil, err
 	}
-	var stderr strings.Builder
+	var stderr syncBuilder
 	cmd.Stderr = &limitedWriter{w: &stderr, n: 64 << 10}
+	began := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, nil, fmt.Errorf("start test IdP: %w", err)
 	}
+	// found carries the issuer, or "" when stdout ended without one (the
+	// IdP exited).
 	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			if v, ok := strings.CutPrefix(sc.Text(), "issuer="); ok {
 				found <- strings.TrimSpace(v)
-				break
+				_, _ = io.Copy(io.Discard, out)
+				return
 			}
 		}
-		_, _ = io.Copy(io.Discard, out)
+		found <- ""
 	}()
+	timer := time.NewTimer(startTimeout)
+	defer timer.Stop()
 	select {
 	case issuer := <-found:
-		return &Provider{Issuer: issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret}, cmd, nil
-	case <-time.After(30 * time.Second):
+		if issuer != "" {
+			return &Provider{Issuer: issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret}, cmd, nil
+		}
+		werr := cmd.Wait()
+		return nil, nil, fmt.Errorf("test IdP exited after %s (%v): %s", time.Since(began).Round(time.Millisecond), werr, stderr.String())
+	case <-timer.C:
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		return nil, nil, fmt.Errorf("test IdP did not start within 30s: %s", stderr.String())
+		return nil, nil, fmt.Errorf("test IdP did not start within %s: %s", startTimeout, stderr.String())
 	case <-ctx.Done():
+		_ = cmd.Wait()
 		return nil, nil, ctx.Err()
 	}
+}
+
+// syncBuilder is a strings.Builder safe for the exec copier goroutine and
+// the reader of an error message.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

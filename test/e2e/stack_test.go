@@ -221,8 +221,8 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	case <-srv.Started():
 	case err := <-done:
 		t.Fatalf("gatehouse Run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("gatehouse did not start within 10s")
+	case <-time.After(60 * time.Second):
+		t.Fatal("gatehouse did not start within 60s")
 	}
 	s.waitReady()
 	return s

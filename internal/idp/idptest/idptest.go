@@ -22,7 +22,7 @@ func Start(t testing.TB, o idp.Options) *idp.Provider {
 		testenv.Missing(t, "test/idp/node_modules (run scripts/deps/20-idp.sh)")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p, cmd, err := idp.Launch(ctx, root, testenv.FreePort(t), o)
+	p, cmd, err := idp.Launch(ctx, root, 0, o)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
