@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os/exec"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,43 +14,8 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/testenv"
 )
 
-// redisServer is a real redis-server on loopback for one test.
-type redisServer struct {
-	Addr string
-	cmd  *exec.Cmd
-}
-
-func startRedis(t testing.TB) *redisServer {
-	t.Helper()
-	bin := testenv.NeedBinary(t, "redis-server")
-	port := testenv.FreePort(t)
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	rs := &redisServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd}
-	t.Cleanup(rs.Kill)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", rs.Addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return rs
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server did not listen on %s", rs.Addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// Kill stops the server (idempotent).
-func (r *redisServer) Kill() {
-	if r.cmd.Process != nil && r.cmd.ProcessState == nil {
-		_ = r.cmd.Process.Kill()
-		_ = r.cmd.Wait()
-	}
-}
+// startRedis is a real redis-server on loopback for one test.
+func startRedis(t testing.TB) *testenv.Redis { return testenv.StartRedis(t) }
 
 func redisStore(t testing.TB, addr string) *RedisStore {
 	t.Helper()

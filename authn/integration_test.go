@@ -3,12 +3,10 @@ package authn
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -200,30 +198,10 @@ func startRedis(t *testing.T) *redis.Client {
 // function that kills the server.
 func startRedisKill(t testing.TB) (*redis.Client, string, func()) {
 	t.Helper()
-	bin := testenv.NeedBinary(t, "redis-server")
-	port := testenv.FreePort(t)
-	cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	kill := func() { once.Do(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) }
-	t.Cleanup(kill)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for i := 0; ; i++ {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i > 100 {
-			t.Fatalf("redis-server did not start: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	c := redis.NewClient(&redis.Options{Addr: addr})
+	rs := testenv.StartRedis(t)
+	c := redis.NewClient(&redis.Options{Addr: rs.Addr})
 	t.Cleanup(func() { c.Close() })
-	return c, addr, kill
+	return c, rs.Addr, rs.Kill
 }
 
 func TestRedisSessionsSharedAcrossReplicas(t *testing.T) {

@@ -7,11 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -395,26 +393,8 @@ func TestAnomalyStepUp(t *testing.T) {
 // anomalyRedis starts a real redis-server for one test.
 func anomalyRedis(t *testing.T) (addr string, kill func()) {
 	t.Helper()
-	bin := testenv.NeedBinary(t, "redis-server")
-	port := testenv.FreePort(t)
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	kill = func() { once.Do(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) }
-	t.Cleanup(kill)
-	addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
-			c.Close()
-			return addr, kill
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("redis-server did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	rs := testenv.StartRedis(t)
+	return rs.Addr, rs.Kill
 }
 
 // TestAnomalyTwoInstancesShareRedis: downloads through instance A trip the
@@ -596,20 +576,8 @@ func procCPU(pid int) time.Duration {
 }
 
 func anomalyRedisB(b *testing.B) (string, int, func()) {
-	bin := testenv.NeedBinary(b, "redis-server")
-	port := testenv.FreePort(b)
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", b.TempDir())
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
-			c.Close()
-			break
-		}
-	}
-	return addr, cmd.Process.Pid, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+	rs := testenv.StartRedis(b)
+	return rs.Addr, rs.Pid, rs.Kill
 }
 
 // TestAnomalyRevokeNeedsRevocation: a rule with action revoke builds with

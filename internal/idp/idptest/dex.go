@@ -83,9 +83,9 @@ staticClients:
 			t.Logf("dex output:\n%s", stderr.String())
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := idp.WaitHTTP(ctx, issuer+"/.well-known/openid-configuration", 30*time.Second); err != nil {
+	if err := idp.WaitHTTP(ctx, issuer+"/.well-known/openid-configuration", 60*time.Second); err != nil {
 		t.Fatalf("dex: %v\n%s", err, stderr.String())
 	}
 	return &idp.Provider{Issuer: issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret}
