@@ -590,6 +590,7 @@ http {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(nginx, "-p", dir, "-c", confPath, "-g", "daemon off;")
+	testenv.DieWithParent(cmd)
 	out, err := os.Create(filepath.Join(dir, "logs", "stdout.log"))
 	if err != nil {
 		t.Fatal(err)

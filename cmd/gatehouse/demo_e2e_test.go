@@ -45,6 +45,10 @@ func TestDemoTour(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "demo", "--at", "02:00", "--port", strconv.Itoa(port), "--dir", dir)
 	cmd.Dir = root
+	// A timeout (and the deferred cancel, which runs before t.Cleanup)
+	// interrupts the demo so that it stops its peers, instead of killing it.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 20 * time.Second
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -80,6 +80,7 @@ func freePort() (int, error) {
 func launchOnce(ctx context.Context, node, dir string, port int, o Options) (*Provider, *exec.Cmd, error) {
 	cmd := exec.CommandContext(ctx, node, "idp.js")
 	cmd.Dir = dir
+	dieWithParent(cmd)
 	cmd.Env = append(os.Environ(),
 		fmt.Sprintf("IDP_PORT=%d", port),
 		"IDP_CLIENT_ID="+o.ClientID,

@@ -149,6 +149,7 @@ func startPebble(t *testing.T) *acmeEnv {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "-config", confFile, "-dnsserver", startDNS(t))
+	testenv.DieWithParent(cmd)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
 	out := &syncBuffer{}

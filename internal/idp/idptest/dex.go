@@ -69,6 +69,7 @@ staticClients:
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "serve", path)
+	testenv.DieWithParent(cmd)
 	cmd.Dir = dir
 	var stderr strings.Builder
 	cmd.Stdout = idp.LimitWriter(&stderr, 64<<10)
