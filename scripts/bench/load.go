@@ -23,6 +23,7 @@ type result struct {
 	elapsed  time.Duration
 	lat      []time.Duration
 	cpu      time.Duration // server process CPU time spent in the round
+	load     time.Duration // this process's CPU time (load generator and upstream)
 }
 
 func (r result) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
@@ -35,11 +36,17 @@ func (r result) pct(p float64) time.Duration {
 	return r.lat[i]
 }
 
-func (r result) cpuPerReq() time.Duration {
+func (r result) cpuPerReq() time.Duration { return r.perReq(r.cpu) }
+
+// loadPerReq is the CPU the load generator and the upstream (this process)
+// spent per request: the part of the machine neither proxy can use.
+func (r result) loadPerReq() time.Duration { return r.perReq(r.load) }
+
+func (r result) perReq(d time.Duration) time.Duration {
 	if r.requests == 0 {
 		return 0
 	}
-	return r.cpu / time.Duration(r.requests)
+	return d / time.Duration(r.requests)
 }
 
 // target is what a round drives: a URL, the headers each request carries,
@@ -75,7 +82,7 @@ func drive(ctx context.Context, c *http.Client, t target, conc int, d time.Durat
 	defer cancel()
 	var n, errs atomic.Int64
 	lats := make([][]time.Duration, conc)
-	cpu0 := procCPU(t.pid)
+	cpu0, load0 := procCPU(t.pid), procCPU(os.Getpid())
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := 0; w < conc; w++ {
@@ -107,7 +114,7 @@ func drive(ctx context.Context, c *http.Client, t target, conc int, d time.Durat
 		}(w)
 	}
 	wg.Wait()
-	r := result{requests: n.Load(), errors: errs.Load(), elapsed: time.Since(start), cpu: procCPU(t.pid) - cpu0}
+	r := result{requests: n.Load(), errors: errs.Load(), elapsed: time.Since(start), cpu: procCPU(t.pid) - cpu0, load: procCPU(os.Getpid()) - load0}
 	for _, l := range lats {
 		r.lat = append(r.lat, l...)
 	}

@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -41,6 +42,7 @@ func main() {
 	conc := flag.Int("c", 32, "concurrent clients")
 	h2 := flag.Bool("h2", false, "HTTP/2 between client and proxies")
 	keep := flag.Bool("keep", false, "keep the rows' directories (configs, logs, audit logs)")
+	flag.StringVar(&loadProfileDir, "loadprofile", "", "write CPU profiles of this process (load and upstream) per row and server into `dir`")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -90,29 +92,31 @@ func run(ctx context.Context, gh, rowsFlag string, round time.Duration, rounds, 
 	}
 	client := newClient(env.caPEM, conc, h2)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "row\tbare req/s\tgh req/s\tbare p50\tgh p50\tbare p99\tgh p99\tbare cpu/req\tgh cpu/req\tratio_rps\tratio_p99\terrors\t")
+	fmt.Fprintln(tw, "row\tbare req/s\tgh req/s\tbare p50\tgh p50\tbare p99\tgh p99\tbare cpu/req\tgh cpu/req\tload cpu/req\tratio_rps\tratio_p99\terrors\t")
 	var first string
 	for _, r := range selected {
 		inst, err := startGatehouse(ctx, gh, env, r)
 		if err != nil {
 			return fmt.Errorf("row %s: %w", r.name, err)
 		}
-		bt := target{url: "https://app.localhost:" + env.barePort + "/", pid: barePID}
+		// The same requests to both (a row's session cookie too): what a
+		// client sends is load, not Gatehouse's cost.
+		bt := target{url: "https://app.localhost:" + env.barePort + r.path, headers: inst.headers, pid: barePID}
 		gt := target{url: "https://app.localhost:" + inst.port + r.path, headers: inst.headers, pid: inst.pid}
 		// Warm both (connections, caches), then alternate.
 		drive(ctx, client, bt, conc, 500*time.Millisecond)
 		drive(ctx, client, gt, conc, 500*time.Millisecond)
 		var b, g result
 		for i := 0; i < rounds; i++ {
-			b = merge(b, drive(ctx, client, bt, conc, round))
-			g = merge(g, drive(ctx, client, gt, conc, round))
+			b = merge(b, profiled(r.name+"-bare", i, func() result { return drive(ctx, client, bt, conc, round) }))
+			g = merge(g, profiled(r.name+"-gatehouse", i, func() result { return drive(ctx, client, gt, conc, round) }))
 		}
 		inst.stop()
 		rr := g.rps() / b.rps()
 		rp := float64(g.pct(0.99)) / float64(b.pct(0.99))
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%v\t%v\t%v\t%v\t%v\t%v\t%.3f\t%.3f\t%d/%d\t\n", r.name,
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%v\t%v\t%v\t%v\t%v\t%v\t%v/%v\t%.3f\t%.3f\t%d/%d\t\n", r.name,
 			b.rps(), g.rps(), rnd(b.pct(.5)), rnd(g.pct(.5)), rnd(b.pct(.99)), rnd(g.pct(.99)),
-			rnd(b.cpuPerReq()), rnd(g.cpuPerReq()), rr, rp, b.errors, g.errors)
+			rnd(b.cpuPerReq()), rnd(g.cpuPerReq()), rnd(b.loadPerReq()), rnd(g.loadPerReq()), rr, rp, b.errors, g.errors)
 		tw.Flush()
 		if g.requests == 0 {
 			return fmt.Errorf("row %s: gatehouse answered no request with 200 (%d errors): see %s", r.name, g.errors, inst.logPath)
@@ -126,6 +130,30 @@ func run(ctx context.Context, gh, rowsFlag string, round time.Duration, rounds, 
 	return nil
 }
 
+// loadProfileDir is -loadprofile.
+var loadProfileDir string
+
+// profiled runs the first round of f under a CPU profile of this process
+// when -loadprofile is set: it shows what the load side spends, which the
+// two servers share.
+func profiled(name string, round int, f func() result) result {
+	if loadProfileDir == "" || round != 0 {
+		return f()
+	}
+	out, err := os.Create(filepath.Join(loadProfileDir, name+".prof"))
+	if err != nil {
+		log.Printf("loadprofile: %v", err)
+		return f()
+	}
+	defer out.Close()
+	if err := pprof.StartCPUProfile(out); err != nil {
+		log.Printf("loadprofile: %v", err)
+		return f()
+	}
+	defer pprof.StopCPUProfile()
+	return f()
+}
+
 func rnd(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
 
 func merge(a, b result) result {
@@ -133,6 +161,7 @@ func merge(a, b result) result {
 	a.errors += b.errors
 	a.elapsed += b.elapsed
 	a.cpu += b.cpu
+	a.load += b.load
 	a.lat = append(a.lat, b.lat...)
 	sortDurations(a.lat)
 	return a
