@@ -218,7 +218,16 @@ func (s *Server) Addrs() Addrs { return s.addrs }
 // and ACME challenges; admin_listen: admin), serves until ctx is done, then
 // drains in-flight requests for up to timeouts.shutdown and runs the close
 // hooks.
-func (s *Server) Run(ctx context.Context) error {
+func (s *Server) Run(ctx context.Context) (err error) {
+	// Until every listener is bound, a failure returns early: the stages
+	// are closed all the same (the audit log writes its pending records,
+	// its stop record and a final checkpoint).
+	serving := false
+	defer func() {
+		if !serving {
+			err = errors.Join(err, s.runClose(context.WithoutCancel(ctx)))
+		}
+	}()
 	cfg := s.Config()
 	if s.certs == nil {
 		return errors.New("proxy: no certificate source: cannot serve HTTPS")
@@ -298,6 +307,7 @@ func (s *Server) Run(ctx context.Context) error {
 		servers = append(servers, as)
 		serve = append(serve, func() error { return as.Serve(al) })
 	}
+	serving = true
 	s.bound.Store(true)
 	close(s.started)
 	s.log.Info("gatehouse serving", zap.String("https", s.addrs.HTTPS), zap.String("http", s.addrs.HTTP),

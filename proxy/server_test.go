@@ -478,3 +478,41 @@ func TestNewLogger(t *testing.T) {
 		t.Error("bad level accepted")
 	}
 }
+
+// TestRunFailedStartClosesStages: when a listener cannot be bound, Run
+// fails at once and still runs the close hooks (the audit log's stop record
+// and final checkpoint), instead of exiting with them pending.
+func TestRunFailedStartClosesStages(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for _, tc := range []struct{ name, listen, admin string }{
+		{"https", taken.Addr().String(), ""},
+		{"admin", "127.0.0.1:0", taken.Addr().String()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up, _ := echoUpstream(t, nil)
+			cfg := baseConfig(up.URL)
+			cfg.Listen, cfg.AdminListen, cfg.AdminToken = tc.listen, tc.admin, goodToken
+			closed := 0
+			s, err := New(context.Background(), cfg, Options{Certs: newTestCerts(t, "app.example.com"), Builders: []Builder{func(_ context.Context, w *Wiring) error {
+				w.Auth, w.Authz, w.Recorder = &fakeAuth{id: alice}, allowAll(), &fakeRecorder{}
+				w.OnClose(func(context.Context) error { closed++; return nil })
+				return nil
+			}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.Run(context.Background())
+			var op *net.OpError
+			if !errors.As(err, &op) || op.Op != "listen" {
+				t.Fatalf("Run = %v, want a listen error", err)
+			}
+			if closed != 1 {
+				t.Errorf("close hooks ran %d times, want 1", closed)
+			}
+		})
+	}
+}
