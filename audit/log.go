@@ -63,6 +63,8 @@ var (
 	ErrWriteFailed = errors.New("audit log write failed")
 	// ErrClosed: the log was closed.
 	ErrClosed = errors.New("audit log closed")
+	// ErrLocked: another process writes this log directory.
+	ErrLocked = errors.New("audit log is in use by another process")
 )
 
 // Log is an open, append-only audit log. It is safe for concurrent use.
@@ -89,6 +91,7 @@ type Log struct {
 	haveCP    bool
 
 	// committer-owned
+	lock      *os.File // the directory's flock, released last
 	seg       *os.File
 	hashFile  *os.File
 	cpFile    *os.File
@@ -148,15 +151,22 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 	l := &Log{opts: opts, dir: opts.Dir, kick: make(chan struct{}, 1), ctl: make(chan chan error),
 		stop: make(chan struct{}), done: make(chan struct{}), pubCh: make(chan []byte, 1), pubDone: make(chan struct{})}
 	l.cond = sync.NewCond(&l.mu)
+	lock, err := lockDir(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("open audit log %s: %w", opts.Dir, err)
+	}
+	l.lock = lock
 	if len(opts.EncryptionKey) > 0 {
 		s, err := newSealer(opts.Dir, opts.EncryptionKey)
 		if err != nil {
+			l.unlock()
 			return nil, fmt.Errorf("open audit log %s: %w", opts.Dir, err)
 		}
 		l.sealer = s
 	}
 	if err := l.recover(); err != nil {
 		l.closeFiles()
+		l.unlock()
 		return nil, fmt.Errorf("open audit log %s: %w", opts.Dir, err)
 	}
 	go l.run()
@@ -434,6 +444,7 @@ func (l *Log) close(ctx context.Context) error {
 	case <-time.After(10 * time.Second):
 	case <-ctx.Done():
 	}
+	l.unlock()
 	if err := l.failure(); err != nil {
 		return fmt.Errorf("close audit log: %w", err)
 	}
@@ -441,6 +452,14 @@ func (l *Log) close(ctx context.Context) error {
 		return fmt.Errorf("close audit log: %w", appendErr)
 	}
 	return nil
+}
+
+// unlock releases the directory's lock: another process may write it now.
+func (l *Log) unlock() {
+	if l.lock != nil {
+		l.lock.Close()
+		l.lock = nil
+	}
 }
 
 // failure is the write-failure state, ignoring closure.

@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -390,4 +391,36 @@ type failing struct{}
 
 func (failing) RoundTrip(*http.Request) (*http.Response, error) {
 	return nil, errors.New("unreachable")
+}
+
+// TestOpenLocksDir: one writer per directory. A second Open (another
+// replica, a second serve) is refused with ErrLocked naming the holder,
+// and succeeds once the first writer closed.
+func TestOpenLocksDir(t *testing.T) {
+	dir := t.TempDir()
+	key := testKey(t, "lock-test")
+	first, err := Open(context.Background(), Options{Dir: dir, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(context.Background(), Options{Dir: dir, Key: key})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open = %v, want ErrLocked", err)
+	}
+	if want := fmt.Sprintf("held by pid %d", os.Getpid()); !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not name the holder (%s)", err, want)
+	}
+	if err := first.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Open(context.Background(), Options{Dir: dir, Key: key})
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	if err := again.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(dir, VerifyOptions{Verifiers: []note.Verifier{verifierOf(t, key)}}); err != nil {
+		t.Errorf("verify with the lock file present: %v", err)
+	}
 }

@@ -21,6 +21,7 @@ import (
 //	checkpoints                               every signed checkpoint note, oldest first
 //	checkpoint                                the latest signed checkpoint (replaced atomically)
 //	key.pub                                   the verifier key of the signing key (untrusted copy)
+//	lock                                      the writer's flock; holds its process id
 //	keys/<period>.key                         wrapped data keys for encrypted personal fields
 const (
 	segmentsDir     = "segments"
@@ -30,6 +31,7 @@ const (
 	latestFile      = "checkpoint"
 	pubKeyFile      = "key.pub"
 	keysDir         = "keys"
+	lockFile        = "lock"
 )
 
 // maxLine bounds one record line; longer lines are refused on write and
