@@ -3,7 +3,6 @@ package policy
 import (
 	"net/url"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -235,12 +234,14 @@ func list(ss []string) []any {
 // AuditMap returns the input document as plain JSON-ready values for the
 // audit log, so the decision can be replayed: the same document as [Value],
 // except that credential-like query parameters ([redactedQuery]) are
-// replaced by [Redacted]. Headers were already cleaned by [HeadersFromHTTP].
+// replaced by [Redacted] and credential headers ([SecretHeader]; already
+// dropped by [HeadersFromHTTP]) are left out. [Input.AppendAuditJSON]
+// encodes the same document without building it.
 func (in Input) AuditMap() map[string]any {
 	r := &in.Request
 	query := make(map[string]any, len(r.Query))
 	for k, vs := range r.Query {
-		if redactedQuery[strings.ToLower(k)] {
+		if redactedKey(k) {
 			red := make([]any, len(vs))
 			for i := range red {
 				red[i] = Redacted
@@ -252,7 +253,9 @@ func (in Input) AuditMap() map[string]any {
 	}
 	headers := make(map[string]any, len(r.Headers))
 	for k, v := range r.Headers {
-		headers[k] = v
+		if !SecretHeader(k) {
+			headers[k] = v
+		}
 	}
 	u, s, rt, t, rk := &in.User, &in.Session, &in.Route, &in.Time, &in.Risk
 	return map[string]any{
