@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,6 +67,12 @@ type anomalyStage struct {
 	redis   redis.UniversalClient // nil with the memory store
 	cfg     config.Anomaly
 	redisCf config.Redis
+	// replay restores blocks from the audit log with the memory store
+	// (wire_anomaly_replay.go); replayed is set once it has succeeded.
+	replay   *blockReplay
+	replayed atomic.Bool
+	stop     chan struct{} // ends the snapshot and retry loops
+	loops    sync.WaitGroup
 }
 
 type anomalyMetrics struct {
@@ -168,6 +176,10 @@ func buildAnomaly(ctx context.Context, w *Wiring) error {
 		cancel()
 	}
 
+	if st.redis == nil && w.Config.Audit.Dir != "" && w.Recorder != nil {
+		st.startReplay(ctx)
+	}
+
 	w.Risk = st
 	w.Observers = append(w.Observers, st)
 	w.AddGuard(st)
@@ -182,11 +194,74 @@ func buildAnomaly(ctx context.Context, w *Wiring) error {
 		return nil
 	})
 	w.OnClose(func(ctx context.Context) error {
+		st.stopLoops(ctx)
 		err := d.Close(ctx)
 		st.closeRedis()
 		return err
 	})
 	return nil
+}
+
+// startReplay restores the blocks from the audit log now (or keeps
+// retrying in the background, failing as a store error meanwhile) and
+// starts the snapshot loop.
+func (st *anomalyStage) startReplay(ctx context.Context) {
+	st.replay = &blockReplay{dir: st.w.Config.Audit.Dir, d: st.d, log: st.log, err: errBlocksPending}
+	st.stop = make(chan struct{})
+	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	st.loops.Go(func() {
+		<-st.stop
+		cancel()
+	})
+	if err := st.replay.run(ctx); err != nil {
+		st.log.Error("block replay failed; retrying", zap.Error(err))
+		st.loops.Go(func() { st.replay.retry(loopCtx, 5*time.Second, st.replayDone) })
+	} else {
+		st.replayDone()
+	}
+	st.loops.Go(func() {
+		t := time.NewTicker(blockSnapshotEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-loopCtx.Done():
+				return
+			case <-t.C:
+				if st.replayed.Load() {
+					st.snapshot(loopCtx)
+				}
+			}
+		}
+	})
+}
+
+// replayDone marks the blocks restored and writes the first snapshot.
+func (st *anomalyStage) replayDone() {
+	st.replayed.Store(true)
+	st.snapshot(context.Background())
+}
+
+// snapshot records the active blocks (see wire_anomaly_replay.go).
+func (st *anomalyStage) snapshot(ctx context.Context) {
+	blocks, err := st.d.Blocks(ctx)
+	if err != nil {
+		st.log.Error("block snapshot not taken", zap.Error(err))
+		return
+	}
+	st.record(ctx, blockSnapshot(st.d.Now(), blocks))
+}
+
+// stopLoops ends the background loops and, once the blocks were restored,
+// records a last snapshot.
+func (st *anomalyStage) stopLoops(ctx context.Context) {
+	if st.stop == nil {
+		return
+	}
+	close(st.stop)
+	st.loops.Wait()
+	if st.replayed.Load() {
+		st.snapshot(ctx)
+	}
 }
 
 func (st *anomalyStage) closeRedis() {
@@ -279,6 +354,13 @@ func anomalySubject(req *Request, id Identity) anomaly.Subject {
 
 // Assess implements RiskAssessor.
 func (st *anomalyStage) Assess(ctx context.Context, req *Request, id Identity) (Risk, error) {
+	if st.replay != nil && !st.replayed.Load() {
+		// Blocks unknown until replayed: a store failure.
+		if err := st.replay.state(); err != nil && !st.d.FailOpen() {
+			st.m.refused.WithLabelValues(anomaly.ReasonStoreUnavail).Inc()
+			return Risk{Blocked: true, Reason: anomaly.ReasonStoreUnavail}, err
+		}
+	}
 	r, err := st.d.Assess(ctx, anomalySubject(req, id))
 	out := Risk{Flags: r.Flags, Requests: r.Counts.Requests, Downloads: r.Counts.Downloads, Bytes: r.Counts.Bytes,
 		Blocked: r.Blocked, StepUp: r.StepUp, Reason: r.Reason, Night: r.Night}
@@ -313,6 +395,9 @@ func (st *anomalyStage) Watch(ctx context.Context, req *Request, id Identity) (c
 // failing open it still serves (the outage shows in the metrics and logs).
 func (st *anomalyStage) ready(ctx context.Context) error {
 	err := st.d.Ready(ctx)
+	if err == nil && st.replay != nil && !st.replayed.Load() {
+		err = st.replay.state()
+	}
 	if err == nil {
 		return nil
 	}
@@ -355,6 +440,14 @@ func (st *anomalyStage) onAnomaly(ctx context.Context, r anomaly.Record) {
 		}
 		if !a.Until.IsZero() {
 			m["until"] = a.Until.UTC().Format(time.RFC3339)
+		}
+		if a.OK && (a.Action == anomaly.ActionBlockSession || a.Action == anomaly.ActionBlockUser) {
+			// What was blocked, so that a restart can restore it.
+			if blocks, err := st.d.Blocks(ctx); err == nil {
+				if b, ok := blockOf(blocks, r.Rule, r.Time); ok {
+					m["kind"], m["id"] = string(b.Kind), b.ID
+				}
+			}
 		}
 		actions = append(actions, m)
 		names = append(names, string(a.Action))
