@@ -10,6 +10,7 @@ package report
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -232,9 +233,18 @@ func Build(recs []*audit.Record, integ Integrity, o Options) *Report {
 		case audit.TypeLogout:
 			t.Logouts++
 		case audit.TypeAnomaly:
-			t.Anomalies++
-			user(r).Anomalies++
-			add(&rep.Anomalies, ev)
+			switch {
+			case r.Reason == blocksSnapshot:
+				// The list of active blocks the proxy writes so that a
+				// restart can restore them: state, not an event.
+			case slices.Equal(r.Actions, []string{"block"}) || slices.Equal(r.Actions, []string{"unblock"}):
+				// An operator's block or unblock (admin API).
+				add(&rep.Admin, ev)
+			default:
+				t.Anomalies++
+				user(r).Anomalies++
+				add(&rep.Anomalies, ev)
+			}
 		case audit.TypeAlert:
 			t.Alerts++
 			add(&rep.Anomalies, ev)
@@ -359,3 +369,7 @@ func keyName(vkey string) string {
 	}
 	return parts[0] + "+" + parts[1]
 }
+
+// blocksSnapshot is the reason of the anomaly records listing the active
+// blocks (written by the proxy with the memory store; see docs/anomaly.md).
+const blocksSnapshot = "blocks_snapshot"

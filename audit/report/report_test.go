@@ -150,3 +150,26 @@ func TestHTMLSelfContained(t *testing.T) {
 		t.Fatal("unknown format accepted")
 	}
 }
+
+// TestBuildOperatorBlocksAndSnapshots: an operator's block and unblock are
+// administrative events, not anomalies; the proxy's snapshots of the
+// active blocks are state and appear nowhere.
+func TestBuildOperatorBlocksAndSnapshots(t *testing.T) {
+	at := func(m int) time.Time { return base.Add(time.Duration(m) * time.Minute) }
+	before := Build(fixture(), integ, Options{})
+	recs := append(fixture(),
+		&audit.Record{Type: audit.TypeAnomaly, Time: at(160), Subject: "mallory", Actions: []string{"block"}, Reason: "operator:case 12",
+			Detail: map[string]any{"action": "block", "kind": "user", "id": "mallory", "until": "2026-12-04T00:00:00Z", "ok": true}},
+		&audit.Record{Type: audit.TypeAnomaly, Time: at(161), Subject: "mallory", Actions: []string{"unblock"}, Reason: "operator",
+			Detail: map[string]any{"action": "unblock", "kind": "user", "id": "mallory"}},
+		&audit.Record{Type: audit.TypeAnomaly, Time: at(162), Actions: []string{"snapshot"}, Reason: "blocks_snapshot",
+			Detail: map[string]any{"action": "snapshot", "blocks": []any{}}},
+	)
+	rep := Build(recs, integ, Options{})
+	if rep.Totals.Anomalies != before.Totals.Anomalies || len(rep.Anomalies) != len(before.Anomalies) {
+		t.Errorf("anomalies %d (%d listed), want %d (%d)", rep.Totals.Anomalies, len(rep.Anomalies), before.Totals.Anomalies, len(before.Anomalies))
+	}
+	if len(rep.Admin) != len(before.Admin)+2 {
+		t.Errorf("administrative events %d, want %d (+ block, unblock)", len(rep.Admin), len(before.Admin)+2)
+	}
+}
