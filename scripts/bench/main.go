@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	_ "net/http/pprof" // the bare proxy's profile, with BENCH_BARE_PPROF=addr
 	"net/url"
 	"os"
 	"os/exec"
@@ -205,6 +206,10 @@ func bareProxy(args []string) {
 		BufferPool: newBufferPool(),
 		// Cancelled requests at the end of a round are expected.
 		ErrorLog: log.New(io.Discard, "", 0),
+	}
+	if addr := os.Getenv("BENCH_BARE_PPROF"); addr != "" {
+		// Profiling the baseline the same way as Gatehouse's admin API.
+		go func() { _ = http.ListenAndServe(addr, nil) }()
 	}
 	srv := &http.Server{Addr: args[0], Handler: rp, ReadHeaderTimeout: 10 * time.Second}
 	if err := srv.ListenAndServeTLS(args[2], args[3]); err != nil {
