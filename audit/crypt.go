@@ -63,13 +63,16 @@ func LoadEncryptionKey(path string) ([]byte, error) {
 // Period returns the data-key period of t ("2006-01", UTC).
 func Period(t time.Time) string { return t.UTC().Format("2006-01") }
 
-// personal is the sealed part of a record.
+// personal is the sealed part of a record. Input is kept as raw JSON: the
+// writer seals a record's InputJSON as it is (or the encoding of its Input
+// map), and Unseal decodes it into Record.Input, as sealed logs always
+// read (older ones hold the same object, encoded by encoding/json).
 type personal struct {
-	Email     string         `json:"email,omitempty"`
-	Name      string         `json:"name,omitempty"`
-	ClientIP  string         `json:"client_ip,omitempty"`
-	UserAgent string         `json:"user_agent,omitempty"`
-	Input     map[string]any `json:"input,omitempty"`
+	Email     string          `json:"email,omitempty"`
+	Name      string          `json:"name,omitempty"`
+	ClientIP  string          `json:"client_ip,omitempty"`
+	UserAgent string          `json:"user_agent,omitempty"`
+	Input     json.RawMessage `json:"input,omitempty"`
 }
 
 // Keyring opens (and, for the writer, creates) per-period data keys.
@@ -166,20 +169,41 @@ func newSealer(dir string, master []byte) (*sealer, error) {
 	return &sealer{ring: r}, nil
 }
 
-// plaintext returns the JSON of r's personal fields and clears them from r
-// (nil when r has none). It needs neither the index nor the time, so Append
-// runs it outside the log's lock.
+// plaintext returns the JSON of r's personal fields (a [personal] object)
+// and clears them from r (nil when r has none). It needs neither the index
+// nor the time, so Append runs it outside the log's lock.
 func (s *sealer) plaintext(r *Record) ([]byte, error) {
-	p := personal{Email: r.Email, Name: r.Name, ClientIP: r.ClientIP, UserAgent: r.UserAgent, Input: r.Input}
-	if p.Email == "" && p.Name == "" && p.ClientIP == "" && p.UserAgent == "" && len(p.Input) == 0 {
+	hasInput := len(r.InputJSON) > len("{}") || len(r.Input) > 0
+	if r.Email == "" && r.Name == "" && r.ClientIP == "" && r.UserAgent == "" && !hasInput {
 		return nil, nil
 	}
-	plain, err := json.Marshal(p)
-	if err != nil {
-		return nil, fmt.Errorf("seal personal fields: %w", err)
+	b := make([]byte, 0, 128+len(r.InputJSON))
+	sep := byte('{')
+	field := func(name, v string) {
+		if v != "" {
+			b = appendString(append(append(b, sep), name...), v)
+			sep = ','
+		}
 	}
-	r.Email, r.Name, r.ClientIP, r.UserAgent, r.Input = "", "", "", "", nil
-	return plain, nil
+	field(`"email":`, r.Email)
+	field(`"name":`, r.Name)
+	field(`"client_ip":`, r.ClientIP)
+	field(`"user_agent":`, r.UserAgent)
+	if hasInput {
+		b = append(append(b, sep), `"input":`...)
+		sep = ','
+		if len(r.InputJSON) > 0 {
+			b = append(b, r.InputJSON...)
+		} else {
+			var err error
+			if b, err = appendMap(b, r.Input, 1); err != nil {
+				return nil, fmt.Errorf("seal personal fields: %w", err)
+			}
+		}
+	}
+	b = append(b, '}')
+	r.Email, r.Name, r.ClientIP, r.UserAgent, r.Input, r.InputJSON = "", "", "", "", nil, nil
+	return b, nil
 }
 
 // seal encrypts plain under the data key of t's period, bound to the
@@ -225,7 +249,13 @@ func (k *Keyring) Unseal(r *Record) error {
 	if err := json.Unmarshal(plain, &p); err != nil {
 		return fmt.Errorf("unseal record %d: %w", r.Index, err)
 	}
-	r.Email, r.Name, r.ClientIP, r.UserAgent, r.Input = p.Email, p.Name, p.ClientIP, p.UserAgent, p.Input
+	var input map[string]any
+	if len(p.Input) > 0 {
+		if err := json.Unmarshal(p.Input, &input); err != nil {
+			return fmt.Errorf("unseal record %d: input: %w", r.Index, err)
+		}
+	}
+	r.Email, r.Name, r.ClientIP, r.UserAgent, r.Input, r.InputJSON = p.Email, p.Name, p.ClientIP, p.UserAgent, input, nil
 	r.Sealed = nil
 	return nil
 }

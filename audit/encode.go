@@ -22,6 +22,8 @@ import (
 // map-valued fields (Input, Detail) whose types it does not know, and
 // anything nested deeper than maxEncodeDepth, are handed to encoding/json,
 // which keeps the bytes identical and reports unsupported values and cycles.
+// A record's InputJSON (the input document encoded by its producer, exactly
+// as encoding/json encodes the map) is copied verbatim at Input's place.
 //
 // A line is split in three so that Append can encode outside the log's
 // lock:
@@ -71,7 +73,10 @@ func appendBody(b []byte, r *Record) ([]byte, error) {
 	b = appendStringField(b, `,"client_ip":`, r.ClientIP)
 	b = appendStringField(b, `,"user_agent":`, r.UserAgent)
 	var err error
-	if len(r.Input) > 0 {
+	switch {
+	case len(r.InputJSON) > len("{}"): // already encoded (Validate: an object)
+		b = append(append(b, `,"input":`...), r.InputJSON...)
+	case len(r.Input) > 0:
 		b = append(b, `,"input":`...)
 		if b, err = appendMap(b, r.Input, 1); err != nil {
 			return nil, err

@@ -57,8 +57,8 @@ func (t Type) Known() bool {
 // Record is one audit event. The writer fills Version, Index and (when zero)
 // Time; callers fill the fields that belong to the record's Type. Fields are
 // encoded in declaration order, so the JSON form is stable. The personal
-// fields (Email, Name, ClientIP, UserAgent, Input) are moved into Sealed when
-// encryption at rest is on.
+// fields (Email, Name, ClientIP, UserAgent, Input or InputJSON) are moved
+// into Sealed when encryption at rest is on.
 type Record struct {
 	Version int       `json:"v"`
 	Index   int64     `json:"index"`
@@ -80,6 +80,15 @@ type Record struct {
 	ClientIP  string         `json:"client_ip,omitempty"`
 	UserAgent string         `json:"user_agent,omitempty"`
 	Input     map[string]any `json:"input,omitempty"`
+	// InputJSON is the input document already encoded, exactly as
+	// encoding/json (HTML escaping off, compact) encodes the equivalent
+	// Input map: the writer stores it verbatim in Input's place, so the
+	// line is the one Input would give, and a reader gets it back as
+	// Input. Set Input or InputJSON, not both. Validate checks only that
+	// it is an object ('{' ... '}'); its exactness is the producer's
+	// contract (policy.Input.AppendAuditJSON is fuzzed against
+	// encoding/json). "{}" is an empty Input: omitted.
+	InputJSON []byte `json:"-"`
 
 	// decision
 	Outcome  string   `json:"outcome,omitempty"`
@@ -130,6 +139,14 @@ var ErrInvalidRecord = errors.New("invalid audit record")
 func (r *Record) Validate() error {
 	if !r.Type.Known() {
 		return fmt.Errorf("%w: unknown type %q", ErrInvalidRecord, r.Type)
+	}
+	if n := len(r.InputJSON); n > 0 {
+		if len(r.Input) > 0 {
+			return fmt.Errorf("%w: both input and input JSON set", ErrInvalidRecord)
+		}
+		if n < 2 || r.InputJSON[0] != '{' || r.InputJSON[n-1] != '}' {
+			return fmt.Errorf("%w: input JSON is not an object", ErrInvalidRecord)
+		}
 	}
 	switch r.Type {
 	case TypeDecision:
