@@ -49,8 +49,10 @@ type Options struct {
 	// FailOpen lets requests through when the store cannot be read (known
 	// blocks made by this instance still apply). The default fails closed:
 	// Assess reports Blocked with reason store_unavailable.
-	FailOpen     bool
-	StoreTimeout time.Duration // bound on every store call; 0: 250ms
+	FailOpen bool
+	// StoreTimeout bounds every call to a store that can block (not the
+	// MemoryStore, which never waits but for its own lock); 0: 250ms.
+	StoreTimeout time.Duration
 	// StoreBackoff: after a store call timed out, requests do not wait on
 	// the store again for this long (they take the store-error path at
 	// once), so a hung Redis costs one timeout, not one per request; 0: 1s.
@@ -176,7 +178,12 @@ type Detector struct {
 	perSess  bool // some rule counts per session
 	nightly  bool // some rule counts only night-time requests
 	store    Store
+	mem      *MemoryStore // the store, when it is a MemoryStore: read in place, no timeout
 	clock    func() time.Time
+
+	riskIdx   int        // index of riskWin in windows
+	ruleWin   []int      // per rule, index of its window in windows
+	ruleFlags [][]string // per rule, the flags it contributes when it fires
 
 	hungUntil atomic.Int64 // unix ns (process clock) until which the store is not waited on
 
@@ -269,9 +276,15 @@ func New(opts Options) (*Detector, error) {
 		d.windows = append(d.windows, d.riskWin)
 	}
 	sort.Slice(d.windows, func(i, j int) bool { return d.windows[i] < d.windows[j] })
+	d.riskIdx = slices.Index(d.windows, d.riskWin)
+	for i := range d.rules {
+		d.ruleWin = append(d.ruleWin, slices.Index(d.windows, d.rules[i].Window))
+		d.ruleFlags = append(d.ruleFlags, d.rules[i].flags())
+	}
 	if d.store == nil {
 		d.store = NewMemoryStore(opts.Clock)
 	}
+	d.mem, _ = d.store.(*MemoryStore)
 	d.live = newLiveSet()
 	d.alerts = newDispatcher(opts.Sinks, opts.AlertQueue, opts.AlertTimeout, opts.Hooks.OnAlert)
 	if bs, ok := d.store.(Batcher); ok && d.store.Shared() {
@@ -327,39 +340,6 @@ func sessionKey(s Subject) string {
 // evening before it.
 const nightPrefix = "n|"
 
-func (d *Detector) ruleKey(r *Rule, s Subject) string {
-	k := userKey(s)
-	if r.Per == PerSession && s.Session != "" {
-		k = sessionKey(s)
-	}
-	if r.Night {
-		k = nightPrefix + k
-	}
-	return k
-}
-
-// keys are the counter keys of s; at night also the night-only ones.
-func (d *Detector) keys(s Subject, night bool) []string {
-	ks := []string{userKey(s)}
-	if d.perSess && s.Session != "" {
-		ks = append(ks, sessionKey(s))
-	}
-	if night && d.nightly {
-		for _, k := range ks[:len(ks):len(ks)] {
-			ks = append(ks, nightPrefix+k)
-		}
-	}
-	return ks
-}
-
-func markerNames(s Subject) []string {
-	m := []string{"block:" + userKey(s), "stepup:" + userKey(s)}
-	if sk := sessionKey(s); sk != "" {
-		m = append(m, "block:"+sk, "stepup:"+sk)
-	}
-	return m
-}
-
 // ErrStoreBackoff is returned (wrapping ErrStore) while the store is not
 // waited on after a timeout.
 var ErrStoreBackoff = fmt.Errorf("%w: timed out recently, not waited on", ErrStore)
@@ -388,7 +368,13 @@ func (d *Detector) reportStoreErr(op string, err error) {
 	}
 }
 
+// bounded is ctx bounded by StoreTimeout, for one store call. The
+// MemoryStore cannot block: its calls get ctx itself (a timeout would
+// cost a timer per call).
 func (d *Detector) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d.mem != nil {
+		return ctx, func() {}
+	}
 	return context.WithTimeout(ctx, d.opts.StoreTimeout)
 }
 
@@ -406,90 +392,117 @@ func (d *Detector) Assess(ctx context.Context, s Subject) (Risk, error) {
 	if risk.Night {
 		risk.Flags = append(risk.Flags, FlagNight)
 	}
-	q := Query{Keys: d.keys(s, risk.Night), Windows: d.windows, Markers: markerNames(s)}
+	sk := newSubjectKeys(s)
+	ks := d.counterKeys(&sk, risk.Night)
+	bu := ""
 	if d.baseline {
-		q.Baselines = []string{userKey(s)}
+		bu = sk.user()
+	}
+	var st state
+	st.init(len(d.windows))
+	cached := false
+	if d.mem != nil {
+		d.mem.readSubject(now, &ks, d.windows, &sk.marks, bu, &st)
+	} else {
+		var err error
+		if cached, err = d.load(ctx, now, &ks, &sk.marks, bu, &st); err != nil {
+			d.storeErr("assess", err)
+			risk.Flags = append(risk.Flags, FlagStoreUnavail)
+			if b, ok := d.localBlock(&sk, now); ok {
+				risk.Blocked, risk.Reason, risk.Block = true, b.Reason, &b
+				risk.Flags = append(risk.Flags, FlagBlocked)
+				return risk, fmt.Errorf("assess: %w", err)
+			}
+			if !d.opts.FailOpen {
+				risk.Blocked, risk.Reason = true, ReasonStoreUnavail
+			}
+			return risk, fmt.Errorf("assess: %w", err)
+		}
+	}
+	d.judgeRisk(&risk, s, now, &st, cached)
+	return risk, nil
+}
+
+// load reads what Assess needs from a store other than the MemoryStore
+// (or from the local view of a Batcher store) into st, and reports
+// whether it came from the view.
+func (d *Detector) load(ctx context.Context, now time.Time, ks *[nSlots]string, marks *[nMarks]string, bu string, st *state) (bool, error) {
+	q := Query{Keys: compact(nil, ks[:]), Windows: d.windows, Markers: compact(nil, marks[:])}
+	if bu != "" {
+		q.Baselines = []string{bu}
 	}
 	snap, cached := Snapshot{}, false
 	if d.sync != nil {
 		snap, cached = d.sync.view(q)
 	}
-	var err error
 	if !cached {
-		err = ErrStoreBackoff
-		if !d.storeHung() {
-			started := time.Now()
-			sctx, cancel := d.bounded(ctx)
-			snap, err = d.store.Load(sctx, now, q)
-			cancel()
-			if d.sync != nil && err == nil {
-				d.sync.fill(q, snap, started)
-			} else if d.sync != nil {
-				d.sync.failed(fmt.Errorf("assess: %w", err))
-			}
+		if d.storeHung() {
+			return false, ErrStoreBackoff
+		}
+		started := time.Now()
+		sctx, cancel := d.bounded(ctx)
+		var err error
+		snap, err = d.store.Load(sctx, now, q)
+		cancel()
+		if d.sync != nil && err == nil {
+			d.sync.fill(q, snap, started)
+		} else if d.sync != nil {
+			d.sync.failed(fmt.Errorf("assess: %w", err))
+		}
+		if err != nil {
+			return false, err
 		}
 	}
-	if err != nil {
-		d.storeErr("assess", err)
-		risk.Flags = append(risk.Flags, FlagStoreUnavail)
-		if b, ok := d.localBlock(s, now); ok {
-			risk.Blocked, risk.Reason, risk.Block = true, b.Reason, &b
-			risk.Flags = append(risk.Flags, FlagBlocked)
-			return risk, fmt.Errorf("assess: %w", err)
-		}
-		if !d.opts.FailOpen {
-			risk.Blocked, risk.Reason = true, ReasonStoreUnavail
-		}
-		return risk, fmt.Errorf("assess: %w", err)
-	}
-	for _, k := range []string{sessionKey(s), userKey(s)} {
-		if k == "" {
+	st.fromSnapshot(snap, ks, d.windows, marks, bu)
+	return cached, nil
+}
+
+// judgeRisk turns what was read of s into risk: blocks, step-up requests,
+// counters and the flags of every rule whose conditions hold. cached says
+// st came from the local view, which may hold a block past its end.
+func (d *Detector) judgeRisk(risk *Risk, s Subject, now time.Time, st *state, cached bool) {
+	for _, i := range [...]int{markBlockSession, markBlockUser} {
+		if !st.has[i] || risk.Blocked {
 			continue
 		}
-		if raw, ok := snap.Markers["block:"+k]; ok && !risk.Blocked {
-			if cached && blockExpired(raw, now) {
-				continue // over; the view has not re-read it yet
-			}
-			var b Block
-			if json.Unmarshal(raw, &b) != nil || b.Reason == "" {
-				b = Block{Reason: "anomaly_block"}
-			}
-			risk.Blocked, risk.Reason, risk.Block = true, b.Reason, &b
-			risk.Flags = append(risk.Flags, FlagBlocked)
+		raw := st.marks[i]
+		if cached && blockExpired(raw, now) {
+			continue // over; the view has not re-read it yet
 		}
+		var b Block
+		if json.Unmarshal(raw, &b) != nil || b.Reason == "" {
+			b = Block{Reason: "anomaly_block"}
+		}
+		risk.Blocked, risk.Reason, risk.Block = true, b.Reason, &b
+		risk.Flags = append(risk.Flags, FlagBlocked)
 	}
-	for _, k := range []string{sessionKey(s), userKey(s)} {
-		if k == "" {
+	for _, i := range [...]int{markStepUpSession, markStepUpUser} {
+		if !st.has[i] || risk.StepUp {
 			continue
 		}
-		if raw, ok := snap.Markers["stepup:"+k]; ok && !risk.StepUp {
-			var m stepUpMark
-			if json.Unmarshal(raw, &m) != nil || s.AuthTime.IsZero() || s.AuthTime.Before(m.At) {
-				risk.StepUp = true
-				risk.Flags = append(risk.Flags, FlagStepUp)
-				if risk.Reason == "" {
-					risk.Reason = "anomaly_step_up:" + m.Rule
-				}
+		var m stepUpMark
+		if json.Unmarshal(st.marks[i], &m) != nil || s.AuthTime.IsZero() || s.AuthTime.Before(m.At) {
+			risk.StepUp = true
+			risk.Flags = append(risk.Flags, FlagStepUp)
+			if risk.Reason == "" {
+				risk.Reason = "anomaly_step_up:" + m.Rule
 			}
 		}
 	}
-	uk := userKey(s)
-	risk.Counts = snap.Counts[uk][d.riskWin]
-	if sk := sessionKey(s); sk != "" {
-		risk.Session = snap.Counts[sk][d.riskWin]
+	risk.Counts = st.at(slotUser, d.riskIdx)
+	if s.Session != "" {
+		risk.Session = st.at(slotSession, d.riskIdx)
 	}
-	b := snap.Baselines[uk]
+	b := st.baseline()
 	for i := range d.rules {
 		r := &d.rules[i]
 		if r.Night && !risk.Night {
 			continue
 		}
-		c := snap.Counts[d.ruleKey(r, s)][r.Window]
-		if ok, flags, _ := r.match(c, b, now, d.opts.Zone); ok {
-			risk.Flags = appendNew(risk.Flags, flags...)
+		if ok, _ := r.holds(st.at(ruleSlot(r, s), d.ruleWin[i]), b, now, d.opts.Zone); ok {
+			risk.Flags = appendNew(risk.Flags, d.ruleFlags[i]...)
 		}
 	}
-	return risk, nil
 }
 
 func appendNew(dst []string, vals ...string) []string {
@@ -523,13 +536,23 @@ func (d *Detector) Observe(ctx context.Context, s Subject, o Observation) error 
 		}
 		return nil
 	}
-	keys := d.keys(s, night)
-	inc := Increment{Keys: keys, Windows: d.windows, Bytes: max(o.Bytes, 0), Download: o.Download, Path: o.Path}
-	q := Query{Keys: keys, Windows: d.windows}
-	uk := userKey(s)
+	sk := newSubjectKeys(s)
+	ks := d.counterKeys(&sk, night)
+	bu := ""
 	if d.baseline {
-		inc.BaselineUser, inc.Period = uk, period(now)
-		q.Baselines = []string{uk}
+		bu = sk.user()
+	}
+	var st state
+	st.init(len(d.windows))
+	if d.mem != nil {
+		var kbuf [nSlots]string
+		d.mem.addSubject(now, compact(kbuf[:0], ks[:]), d.increment(nil, o, bu, now), &ks, d.windows, bu, &st)
+		return d.judge(ctx, s, &sk, now, night, &st)
+	}
+	inc := d.increment(compact(nil, ks[:]), o, bu, now)
+	q := Query{Keys: inc.Keys, Windows: d.windows}
+	if bu != "" {
+		q.Baselines = []string{bu}
 	}
 	var snap Snapshot
 	err := ErrStoreBackoff
@@ -542,15 +565,25 @@ func (d *Detector) Observe(ctx context.Context, s Subject, o Observation) error 
 		d.storeErr("observe", err)
 		return fmt.Errorf("observe: %w", err)
 	}
-	return d.judge(ctx, s, now, night, snap)
+	st.fromSnapshot(snap, &ks, d.windows, nil, bu)
+	return d.judge(ctx, s, &sk, now, night, &st)
+}
+
+// increment is o counted for keys, and for baseline user bu ("": none).
+func (d *Detector) increment(keys []string, o Observation, bu string, now time.Time) Increment {
+	inc := Increment{Keys: keys, Windows: d.windows, Bytes: max(o.Bytes, 0), Download: o.Download, Path: o.Path}
+	if bu != "" {
+		inc.BaselineUser, inc.Period = bu, period(now)
+	}
+	return inc
 }
 
 // judge folds the user's baseline when an hour passed and runs every rule
-// whose conditions hold on snap's counters of s (counted up to now).
-func (d *Detector) judge(ctx context.Context, s Subject, now time.Time, night bool, snap Snapshot) error {
-	uk := userKey(s)
+// whose conditions hold on st's counters of s (counted up to now).
+func (d *Detector) judge(ctx context.Context, s Subject, sk *subjectKeys, now time.Time, night bool, st *state) error {
+	uk := sk.user()
 	cur := period(now)
-	b := snap.Baselines[uk]
+	b := st.baseline()
 	if d.baseline && (b == nil || b.Next < cur) {
 		sctx, cancel := d.bounded(ctx)
 		nb, err := d.store.FoldBaseline(sctx, uk, func(old *Baseline, periods map[int64]Counts) *Baseline {
@@ -576,16 +609,17 @@ func (d *Detector) judge(ctx context.Context, s Subject, now time.Time, night bo
 		if r.Night && !night {
 			continue
 		}
-		key := d.ruleKey(r, s)
-		c := snap.Counts[key][r.Window]
-		ok, flags, th := r.match(c, b, now, d.opts.Zone)
+		slot := ruleSlot(r, s)
+		c := st.at(slot, d.ruleWin[i])
+		ok, th := r.holds(c, b, now, d.opts.Zone)
 		if !ok {
 			continue
 		}
+		flags := slices.Clone(d.ruleFlags[i])
 		if night {
 			flags = appendNew([]string{FlagNight}, flags...)
 		}
-		if err := d.fire(ctx, now, r, s, key, c, flags, th, night); err != nil {
+		if err := d.fire(ctx, now, r, s, sk, sk.counter[slot], c, flags, th, night); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -594,7 +628,7 @@ func (d *Detector) judge(ctx context.Context, s Subject, now time.Time, night bo
 
 // fire runs r's actions once per subject: the fired marker (SET NX) makes
 // every replica agree on who acts.
-func (d *Detector) fire(ctx context.Context, now time.Time, r *Rule, s Subject, key string, c Counts, flags []string, th float64, night bool) error {
+func (d *Detector) fire(ctx context.Context, now time.Time, r *Rule, s Subject, sk *subjectKeys, key string, c Counts, flags []string, th float64, night bool) error {
 	ttl := r.Window
 	if r.blocks() {
 		ttl = min(ttl, r.BlockFor)
@@ -628,9 +662,9 @@ func (d *Detector) fire(ctx context.Context, now time.Time, r *Rule, s Subject, 
 			_, aerr = d.store.SetMarker(sctx, "stepup:"+key, raw, d.opts.StepUpFor, false)
 			cancel()
 		case ActionBlockSession, ActionBlockUser:
-			bkey, kind, id := userKey(s), BlockUser, strings.TrimPrefix(userKey(s), "u:")
+			bkey, kind, id := sk.user(), BlockUser, strings.TrimPrefix(sk.user(), "u:")
 			if a == ActionBlockSession && s.Session != "" {
-				bkey, kind, id = sessionKey(s), BlockSession, s.Session
+				bkey, kind, id = sk.session(), BlockSession, s.Session
 			}
 			b := Block{Kind: kind, ID: id, Rule: r.Name, Reason: "anomaly:" + r.Name, User: s.User, Created: now, Until: now.Add(r.BlockFor), Counts: c}
 			aerr = d.setBlock(ctx, bkey, b, r.BlockFor)
@@ -683,10 +717,10 @@ func (d *Detector) setBlock(ctx context.Context, key string, b Block, dur time.D
 	return nil
 }
 
-func (d *Detector) localBlock(s Subject, now time.Time) (Block, bool) {
+func (d *Detector) localBlock(sk *subjectKeys, now time.Time) (Block, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, k := range []string{sessionKey(s), userKey(s)} {
+	for _, k := range [...]string{sk.session(), sk.user()} {
 		if b, ok := d.local[k]; ok && k != "" {
 			if now.Before(b.Until) {
 				return b, true

@@ -2,6 +2,7 @@ package anomaly
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 )
@@ -13,18 +14,47 @@ type liveSet struct {
 	reqs map[uint64]liveReq
 }
 
+// liveReq keeps its subject's ids, not its keys: Watch builds no string,
+// cut compares keys with the ids they are made of.
 type liveReq struct {
-	user, session string // counter keys
-	cancel        context.CancelCauseFunc
+	user, session, ip string // Subject's User, Session and IP
+	cancel            context.CancelCauseFunc
+}
+
+// userKey and sessionKey are r's subject's keys (userKey, sessionKey).
+func (r *liveReq) userKey() string {
+	return userKey(Subject{User: r.user, IP: r.ip})
+}
+
+func (r *liveReq) sessionKey() string { return sessionKey(Subject{Session: r.session}) }
+
+// covered reports whether key k is r's user or session key.
+func (r *liveReq) covered(k string) bool {
+	if k == "" {
+		return false
+	}
+	if r.user != "" {
+		if isKey(k, "u:", r.user) {
+			return true
+		}
+	} else if isKey(k, "ip:", r.ip) {
+		return true
+	}
+	return r.session != "" && isKey(k, "s:", r.session)
+}
+
+// isKey reports whether k is prefix+id.
+func isKey(k, prefix, id string) bool {
+	return len(k) == len(prefix)+len(id) && strings.HasPrefix(k, prefix) && k[len(prefix):] == id
 }
 
 func newLiveSet() *liveSet { return &liveSet{reqs: map[uint64]liveReq{}} }
 
-func (l *liveSet) add(user, session string, cancel context.CancelCauseFunc) uint64 {
+func (l *liveSet) add(s Subject, cancel context.CancelCauseFunc) uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.next++
-	l.reqs[l.next] = liveReq{user, session, cancel}
+	l.reqs[l.next] = liveReq{user: s.User, session: s.Session, ip: s.IP, cancel: cancel}
 	return l.next
 }
 
@@ -41,7 +71,7 @@ func (l *liveSet) cut(keys ...string) int {
 	n := 0
 	for id, r := range l.reqs {
 		for _, k := range keys {
-			if k != "" && (r.user == k || r.session == k) {
+			if r.covered(k) {
 				r.cancel(ErrBlocked)
 				delete(l.reqs, id)
 				n++
@@ -59,7 +89,7 @@ func (l *liveSet) keys() []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, r := range l.reqs {
-		for _, k := range []string{r.user, r.session} {
+		for _, k := range [...]string{r.userKey(), r.sessionKey()} {
 			if k != "" && !seen[k] {
 				seen[k] = true
 				out = append(out, k)
@@ -83,7 +113,7 @@ func (d *Detector) Live() int {
 // PollInterval.
 func (d *Detector) Watch(ctx context.Context, s Subject) (context.Context, func()) {
 	wctx, cancel := context.WithCancelCause(ctx)
-	id := d.live.add(userKey(s), sessionKey(s), cancel)
+	id := d.live.add(s, cancel)
 	return wctx, func() {
 		d.live.remove(id)
 		cancel(context.Canceled)

@@ -172,42 +172,49 @@ func (r *Rule) blocks() bool {
 	return false
 }
 
-// match reports whether every condition of r holds for c. b may be nil.
-// It returns the flags the rule contributes and, for baseline rules, the
-// threshold it compared against.
-func (r *Rule) match(c Counts, b *Baseline, now time.Time, zone *time.Location) (ok bool, flags []string, threshold float64) {
-	flags = append(flags, r.Name)
-	if r.DownloadsOver > 0 {
-		if c.Downloads <= r.DownloadsOver {
-			return false, nil, 0
-		}
-		flags = append(flags, FlagBulkDownload)
+// holds reports whether every condition of r holds for c (b may be nil)
+// and, for baseline rules, the threshold it compared against.
+func (r *Rule) holds(c Counts, b *Baseline, now time.Time, zone *time.Location) (ok bool, threshold float64) {
+	if r.DownloadsOver > 0 && c.Downloads <= r.DownloadsOver {
+		return false, 0
 	}
-	if r.BytesOver > 0 {
-		if c.Bytes <= r.BytesOver {
-			return false, nil, 0
-		}
-		flags = append(flags, FlagBulkBytes)
+	if r.BytesOver > 0 && c.Bytes <= r.BytesOver {
+		return false, 0
 	}
-	if r.RequestsOver > 0 {
-		if c.Requests <= r.RequestsOver {
-			return false, nil, 0
-		}
-		flags = append(flags, FlagRequestBurst)
+	if r.RequestsOver > 0 && c.Requests <= r.RequestsOver {
+		return false, 0
 	}
-	if r.DistinctPathsOver > 0 {
-		if c.Paths <= r.DistinctPathsOver {
-			return false, nil, 0
-		}
-		flags = append(flags, FlagManyPaths)
+	if r.DistinctPathsOver > 0 && c.Paths <= r.DistinctPathsOver {
+		return false, 0
 	}
 	if r.AboveBaseline > 0 {
 		th, eligible := b.threshold(r, now, zone)
 		if !eligible || float64(c.metric(r.Metric)) <= th {
-			return false, nil, 0
+			return false, 0
 		}
 		threshold = th
+	}
+	return true, threshold
+}
+
+// flags are the flags r contributes when it fires: its name, then the
+// kind of each of its conditions.
+func (r *Rule) flags() []string {
+	flags := []string{r.Name}
+	if r.DownloadsOver > 0 {
+		flags = append(flags, FlagBulkDownload)
+	}
+	if r.BytesOver > 0 {
+		flags = append(flags, FlagBulkBytes)
+	}
+	if r.RequestsOver > 0 {
+		flags = append(flags, FlagRequestBurst)
+	}
+	if r.DistinctPathsOver > 0 {
+		flags = append(flags, FlagManyPaths)
+	}
+	if r.AboveBaseline > 0 {
 		flags = append(flags, FlagUnusualVolume)
 	}
-	return true, flags, threshold
+	return flags
 }

@@ -168,15 +168,24 @@ func (m *MemoryStore) Ping(context.Context) error { return nil }
 func (m *MemoryStore) Add(_ context.Context, now time.Time, inc Increment, q Query) (Snapshot, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.add(now, inc.Keys, inc)
+	return m.load(now, q), nil
+}
+
+// add applies inc to keys (inc.Keys is not read: keys, passed apart, do
+// not escape); m.mu is held.
+func (m *MemoryStore) add(now time.Time, keys []string, inc Increment) {
 	m.ops++
 	if m.ops%4096 == 0 {
 		m.sweep(now, inc.Windows)
 	}
-	for _, k := range inc.Keys {
+	for _, k := range keys {
 		s := m.series[k]
 		if s == nil {
 			s = &memSeries{rings: map[time.Duration]*ring{}, paths: map[string]time.Time{}}
-			m.series[k] = s
+			// The key may be cut from a longer string (subjectKeys):
+			// keep only its own bytes alive.
+			m.series[strings.Clone(k)] = s
 		}
 		s.last = now
 		for _, w := range inc.Windows {
@@ -209,7 +218,7 @@ func (m *MemoryStore) Add(_ context.Context, now time.Time, inc Increment, q Que
 		mb := m.baselines[inc.BaselineUser]
 		if mb == nil {
 			mb = &memBaseline{periods: map[int64]Counts{}}
-			m.baselines[inc.BaselineUser] = mb
+			m.baselines[strings.Clone(inc.BaselineUser)] = mb
 		}
 		c := mb.periods[inc.Period]
 		c.Requests++
@@ -219,7 +228,6 @@ func (m *MemoryStore) Add(_ context.Context, now time.Time, inc Increment, q Que
 		}
 		mb.periods[inc.Period] = c
 	}
-	return m.load(now, q), nil
 }
 
 // Load reads q.
@@ -229,43 +237,32 @@ func (m *MemoryStore) Load(_ context.Context, now time.Time, q Query) (Snapshot,
 	return m.load(now, q), nil
 }
 
+// inlineWindows is how many windows sum sums without allocating.
+const inlineWindows = 8
+
 func (m *MemoryStore) load(now time.Time, q Query) Snapshot {
 	snap := Snapshot{Counts: map[string]map[time.Duration]Counts{}, Markers: map[string][]byte{}, Baselines: map[string]*Baseline{}}
+	var buf [inlineWindows]Counts
+	out := buf[:0]
+	if len(q.Windows) > len(buf) {
+		out = make([]Counts, 0, len(q.Windows))
+	}
+	out = out[:len(q.Windows)]
 	for _, k := range q.Keys {
+		clear(out)
+		if s := m.series[k]; s != nil {
+			s.sum(now, q.Windows, out)
+		}
 		byW := make(map[time.Duration]Counts, len(q.Windows))
-		s := m.series[k]
-		for _, w := range q.Windows {
-			var c Counts
-			if s != nil {
-				if r := s.rings[w]; r != nil {
-					cur := now.UnixNano() / int64(r.width)
-					for _, sl := range r.slots {
-						if sl.idx > cur-Buckets && sl.idx <= cur {
-							c.Requests += sl.c.Requests
-							c.Bytes += sl.c.Bytes
-							c.Downloads += sl.c.Downloads
-						}
-					}
-				}
-				since := now.Add(-w)
-				for _, seen := range s.paths {
-					if seen.After(since) {
-						c.Paths++
-					}
-				}
-			}
-			byW[w] = c
+		for wi, w := range q.Windows {
+			byW[w] = out[wi]
 		}
 		snap.Counts[k] = byW
 	}
 	mnow := m.clock()
 	for _, n := range q.Markers {
-		if mk, ok := m.markers[n]; ok {
-			if mnow.Before(mk.until) {
-				snap.Markers[n] = mk.val
-			} else {
-				delete(m.markers, n)
-			}
+		if val, ok := m.marker(n, mnow); ok {
+			snap.Markers[n] = val
 		}
 	}
 	for _, u := range q.Baselines {
@@ -275,6 +272,102 @@ func (m *MemoryStore) load(now time.Time, q Query) Snapshot {
 		}
 	}
 	return snap
+}
+
+// marker returns the live marker n, forgetting it if it is dead; m.mu is
+// held.
+func (m *MemoryStore) marker(n string, mnow time.Time) ([]byte, bool) {
+	mk, ok := m.markers[n]
+	if !ok {
+		return nil, false
+	}
+	if !mnow.Before(mk.until) {
+		delete(m.markers, n)
+		return nil, false
+	}
+	return mk.val, true
+}
+
+// sum adds s's counters in each of windows at now to out (one per
+// window): the buckets of the window's ring still inside it, and the
+// distinct paths seen within it.
+func (s *memSeries) sum(now time.Time, windows []time.Duration, out []Counts) {
+	for wi, w := range windows {
+		r := s.rings[w]
+		if r == nil {
+			continue
+		}
+		cur := now.UnixNano() / int64(r.width)
+		c := &out[wi]
+		for i := range r.slots {
+			if sl := &r.slots[i]; sl.idx > cur-Buckets && sl.idx <= cur {
+				c.Requests += sl.c.Requests
+				c.Bytes += sl.c.Bytes
+				c.Downloads += sl.c.Downloads
+			}
+		}
+	}
+	if len(s.paths) == 0 {
+		return
+	}
+	// One pass over the paths for every window.
+	var buf [inlineWindows]time.Time
+	since := buf[:0]
+	for _, w := range windows {
+		since = append(since, now.Add(-w))
+	}
+	for _, seen := range s.paths {
+		for wi := range since {
+			if seen.After(since[wi]) {
+				out[wi].Paths++
+			}
+		}
+	}
+}
+
+// readSubject is Load for the detector's Assess without a Snapshot: it
+// fills st with the counters of keys (by slot, "" skipped) in windows,
+// the live markers named in marks (by index, "" skipped) and user's
+// baseline ("": none).
+func (m *MemoryStore) readSubject(now time.Time, keys *[nSlots]string, windows []time.Duration, marks *[nMarks]string, user string, st *state) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.read(now, keys, windows, marks, user, st)
+}
+
+// addSubject is Add for the detector's Observe: it applies inc to the
+// keys of adds (inc.Keys is not read), then reads like readSubject,
+// without markers.
+func (m *MemoryStore) addSubject(now time.Time, adds []string, inc Increment, keys *[nSlots]string, windows []time.Duration, user string, st *state) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.add(now, adds, inc)
+	m.read(now, keys, windows, nil, user, st)
+}
+
+// read fills st (see readSubject); m.mu is held.
+func (m *MemoryStore) read(now time.Time, keys *[nSlots]string, windows []time.Duration, marks *[nMarks]string, user string, st *state) {
+	for slot, k := range keys {
+		if k == "" {
+			continue
+		}
+		if s := m.series[k]; s != nil {
+			s.sum(now, windows, st.row(slot))
+		}
+	}
+	if marks != nil {
+		mnow := m.clock()
+		for i, n := range marks {
+			if n != "" {
+				st.marks[i], st.has[i] = m.marker(n, mnow)
+			}
+		}
+	}
+	if user != "" {
+		if mb := m.baselines[user]; mb != nil && mb.b != nil {
+			st.bl, st.haveBl = *mb.b, true
+		}
+	}
 }
 
 func prunePaths(paths map[string]time.Time, before time.Time) {

@@ -343,8 +343,17 @@ func (y *syncer) flush(ctx context.Context) {
 	}
 	y.setGen(string(snap.Markers[MarkerGeneration]))
 	for _, p := range order {
+		sk := newSubjectKeys(p.s)
+		ks := d.counterKeys(&sk, p.night)
+		bu := ""
+		if d.baseline {
+			bu = sk.user()
+		}
+		var st state
+		st.init(len(d.windows))
+		st.fromSnapshot(snap, &ks, d.windows, nil, bu)
 		// Store errors of the actions were reported by fire itself.
-		_ = d.judge(ctx, p.s, p.last, p.night, snap)
+		_ = d.judge(ctx, p.s, &sk, p.last, p.night, &st)
 	}
 	y.cutBlocked()
 }
