@@ -266,7 +266,7 @@ func (s *Server) decide(w *responseWriter, r *http.Request, x *exchange) bool {
 			}
 		}
 	}
-	ev.Revision, ev.Input = dec.Revision, dec.Input
+	ev.Revision, ev.Input, ev.InputJSON = dec.Revision, dec.Input, dec.InputJSON
 	if reasons != nil {
 		ev.Outcome, ev.Reasons = OutcomeDeny, reasons
 		s.recordDenial(ctx, x, ev)

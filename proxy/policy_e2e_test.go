@@ -141,10 +141,10 @@ func TestPolicyE2EReloadKeepsLastGood(t *testing.T) {
 	}
 	ev := lastDecision(t, rec)
 	rev1 := ev.Revision
-	if ev.Outcome != OutcomeAllow || rev1 == "" || ev.Input == nil {
+	if ev.Outcome != OutcomeAllow || rev1 == "" || ev.InputJSON == nil || ev.Input != nil {
 		t.Fatalf("decision event %+v", ev)
 	}
-	if got := ev.Input["request"].(map[string]any)["path"]; got != "/doc" {
+	if got := decisionInput(t, ev)["request"].(map[string]any)["path"]; got != "/doc" {
 		t.Fatalf("recorded input path %v", got)
 	}
 	resp, body := get(t, front, "app.example.com", "/SECRET/plans", map[string]string{"Accept": "application/json"})
@@ -284,8 +284,13 @@ func TestPolicyInputFromRequestMatchesSchema(t *testing.T) {
 	}
 	for name, tc := range cases {
 		in := st.input(req, tc.id, tc.risk)
-		doc := in.AuditMap()
-		raw, _ := json.Marshal(doc)
+		raw := in.AppendAuditJSON(nil) // what the audit record stores
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(in.AuditMap()); err != nil || !bytes.Equal(raw, bytes.TrimSuffix(want.Bytes(), []byte("\n"))) {
+			t.Errorf("%s: audit JSON is not encoding/json of AuditMap (%v)\n got %s\nwant %s", name, err, raw, want.Bytes())
+		}
 		inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
 		if err != nil {
 			t.Fatal(err)
@@ -307,6 +312,11 @@ func TestPolicyInputFromRequestMatchesSchema(t *testing.T) {
 		}
 		if strings.Contains(string(raw), "abc") {
 			t.Errorf("%s: token query value reached the audit input: %s", name, raw)
+		}
+		for _, secret := range []string{"secret", "Bearer", "forged", "admin", "6.6.6.6"} {
+			if bytes.Contains(raw, []byte(secret)) {
+				t.Errorf("%s: %q reached the audit input: %s", name, secret, raw)
+			}
 		}
 	}
 	in := st.input(req, cases["signed in"].id, cases["signed in"].risk)
@@ -349,10 +359,11 @@ func TestPolicyE2EDecisionMemo(t *testing.T) {
 			}
 			eventually(t, func() bool { return rec.count(EventDecision) == i+1 })
 			ev := lastDecision(t, rec)
-			if ev.Input == nil || ev.Input["request"].(map[string]any)["path"] != path {
-				t.Fatalf("memo %v: decision %d audited without its own input: %+v", memo, i, ev.Input)
+			in := decisionInput(t, ev)
+			if in == nil || in["request"].(map[string]any)["path"] != path {
+				t.Fatalf("memo %v: decision %d audited without its own input: %+v", memo, i, in)
 			}
-			ids = append(ids, ev.Input["request"].(map[string]any)["id"].(string))
+			ids = append(ids, in["request"].(map[string]any)["id"].(string))
 		}
 		if ids[0] == ids[1] || ids[1] == ids[3] {
 			t.Fatalf("request ids %v", ids)

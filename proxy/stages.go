@@ -95,6 +95,12 @@ type Decision struct {
 	// Input is the policy input document the decision was judged on, minus
 	// secrets, kept so the decision can be replayed from the audit log.
 	Input map[string]any
+	// InputJSON is that document already encoded for the audit log
+	// (policy.Input.AppendAuditJSON: exactly encoding/json's form of the
+	// map, credential headers left out), so the request path builds no
+	// map. The policy stage sets it instead of Input; the audit record
+	// stores whichever is set.
+	InputJSON []byte
 }
 
 // Authorizer judges a request. Any error denies.
@@ -130,6 +136,8 @@ type Event struct {
 	Reasons  []string
 	Revision string
 	Input    map[string]any
+	// InputJSON is Decision.InputJSON (Input's encoded form; one or the other).
+	InputJSON []byte
 	// completion
 	Status   int
 	Bytes    int64

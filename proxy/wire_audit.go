@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/audit/report"
 	"github.com/gatehouse-dev/gatehouse/config"
+	"github.com/gatehouse-dev/gatehouse/policy"
 )
 
 // wire_audit.go opens the signed audit log (audit.Open) from cfg.Audit and
@@ -333,7 +336,12 @@ func auditRecord(ev Event) (*audit.Record, error) {
 	}
 	switch r.Type {
 	case audit.TypeDecision:
-		r.Outcome, r.Reasons, r.Input = ev.Outcome, ev.Reasons, scrubInput(ev.Input)
+		r.Outcome, r.Reasons = ev.Outcome, ev.Reasons
+		if len(ev.InputJSON) > 0 { // encoded by policy.Input.AppendAuditJSON, secrets left out
+			r.InputJSON = ev.InputJSON
+		} else {
+			r.Input = scrubInput(ev.Input)
+		}
 	case audit.TypeCompletion:
 		r.Status, r.Bytes, r.DurationNS = ev.Status, ev.Bytes, int64(ev.Duration)
 	case audit.TypeConfigReload, audit.TypePolicyReload:
@@ -379,8 +387,14 @@ func auditRecord(ev Event) (*audit.Record, error) {
 			r.Reason = strings.Join(ev.Reasons, "; ")
 		}
 	}
-	if ev.Type != EventDecision && len(ev.Input) > 0 {
-		detail["input"] = scrubInput(ev.Input)
+	if ev.Type != EventDecision {
+		in, err := eventInput(ev)
+		if err != nil {
+			return nil, fmt.Errorf("audit %s event: %w", ev.Type, err)
+		}
+		if len(in) > 0 {
+			detail["input"] = scrubInput(in)
+		}
 	}
 	if len(detail) > 0 {
 		r.Detail = detail
@@ -391,12 +405,24 @@ func auditRecord(ev Event) (*audit.Record, error) {
 	return r, nil
 }
 
-// secretHeaders never reach the audit log, whatever the input builder did.
-var secretHeaders = map[string]bool{"cookie": true, "authorization": true, "proxy-authorization": true,
-	"x-api-key": true, "x-auth-token": true, "set-cookie": true}
+// eventInput is the event's input document as a map: Input, or InputJSON
+// decoded (numbers kept exact, so they encode as they were).
+func eventInput(ev Event) (map[string]any, error) {
+	if len(ev.InputJSON) == 0 {
+		return ev.Input, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(ev.InputJSON))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("input document: %w", err)
+	}
+	return m, nil
+}
 
-// scrubInput returns in without secret request headers (a copy when any is
-// removed; the caller's map is never modified).
+// scrubInput returns in without secret request headers (policy.SecretHeader,
+// whatever the input builder did; a copy when any is removed, the caller's
+// map is never modified).
 func scrubInput(in map[string]any) map[string]any {
 	req, ok := in["request"].(map[string]any)
 	if !ok {
@@ -408,7 +434,7 @@ func scrubInput(in map[string]any) map[string]any {
 	}
 	var clean map[string]any
 	for k := range hdrs {
-		if secretHeaders[strings.ToLower(k)] {
+		if policy.SecretHeader(k) {
 			if clean == nil {
 				clean = make(map[string]any, len(hdrs))
 				for k2, v2 := range hdrs {

@@ -498,7 +498,7 @@ func (st *authnStage) authorize(ctx context.Context, r *http.Request, route auth
 		ev.Outcome, ev.Reasons = OutcomeDeny, []string{ReasonNoPolicy}
 	default:
 		dec, err := w.Authz.Decide(ctx, req, id, risk)
-		ev.Revision, ev.Input = dec.Revision, dec.Input
+		ev.Revision, ev.Input, ev.InputJSON = dec.Revision, dec.Input, dec.InputJSON
 		switch {
 		case err != nil:
 			ev.Outcome, ev.Reasons = OutcomeDeny, []string{ReasonPolicyError}

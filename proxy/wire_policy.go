@@ -23,9 +23,9 @@ import (
 
 // wire_policy.go plugs the OPA engine into the pipeline as the Authorizer.
 // It builds the policy input from the request, identity and risk, turns the
-// engine's decision into the proxy's, keeps the input (minus secrets) for
-// the audit record, reports /readyz "policy" until a first revision
-// compiled, reloads on SIGHUP/admin reload, and exposes metrics.
+// engine's decision into the proxy's, keeps the input (minus secrets,
+// already encoded) for the audit record, reports /readyz "policy" until a
+// first revision compiled, reloads on SIGHUP/admin reload, and exposes metrics.
 
 func init() {
 	RegisterBuilder("policy", OrderPolicy, buildPolicy)
@@ -311,7 +311,7 @@ func (st *policyStage) Decide(ctx context.Context, req *Request, id Identity, ri
 		RequireMFA: d.RequireMFA,
 		Revision:   d.Revision,
 		Duration:   d.Duration,
-		Input:      in.AuditMap(),
+		InputJSON:  in.AppendAuditJSON(nil), // the audit input, without building maps
 	}
 	if d.Outcome == policy.OutcomeDeny {
 		out.Deny = d.Reasons
