@@ -231,18 +231,18 @@ func encStrs(b []byte, ss []string) []byte {
 	return b
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
+// The maps' keys are sorted in a stack buffer (keyBuf): a memo hit
+// allocates nothing for the usual number of headers or query parameters.
+
+func encStrMap(b []byte, m map[string]string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(m)))
+	var buf keyBuf
+	keys := buf[:0]
 	for k := range m {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	return keys
-}
-
-func encStrMap(b []byte, m map[string]string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(m)))
-	for _, k := range sortedKeys(m) {
+	for _, k := range keys {
 		b = encStr(encStr(b, k), m[k])
 	}
 	return b
@@ -250,7 +250,13 @@ func encStrMap(b []byte, m map[string]string) []byte {
 
 func encStrsMap(b []byte, m map[string][]string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(m)))
-	for _, k := range sortedKeys(m) {
+	var buf keyBuf
+	keys := buf[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		b = encStrs(encStr(b, k), m[k])
 	}
 	return b

@@ -435,3 +435,29 @@ func TestMemoConcurrent(t *testing.T) {
 		<-done
 	}
 }
+
+// A memo hit does no evaluation, so it makes none of an evaluation's
+// per-request objects (the timeout's timer and cancel, the input value):
+// those are made only on a miss, which still enforces the timeout
+// (TestDecideFailsClosed). Nothing on the hit path allocates.
+func TestMemoHitAllocatesNothing(t *testing.T) {
+	set, err := Compile(context.Background(), cookbookDir, CompileOptions{Timeout: testTimeout, MemoSize: DefaultMemoSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := cookbookInput()
+	ctx := context.Background()
+	var v ast.Value
+	if _, res, err := set.decideTyped(ctx, &in, &v); res != memoMiss || err != nil || v == nil {
+		t.Fatalf("first decision: %v %v", res, err)
+	}
+	var hit ast.Value
+	allocs := testing.AllocsPerRun(200, func() {
+		if d, res, err := set.decideTyped(ctx, &in, &hit); res != memoHit || err != nil || !d.Allowed() {
+			t.Fatalf("repeat: %v %v %+v", res, err, d)
+		}
+	})
+	if allocs > 0 || hit != nil {
+		t.Fatalf("a memo hit allocates %v times (input value built: %v)", allocs, hit != nil)
+	}
+}
