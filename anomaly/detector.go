@@ -427,34 +427,32 @@ func (d *Detector) Assess(ctx context.Context, s Subject) (Risk, error) {
 // (or from the local view of a Batcher store) into st, and reports
 // whether it came from the view.
 func (d *Detector) load(ctx context.Context, now time.Time, ks *[nSlots]string, marks *[nMarks]string, bu string, st *state) (bool, error) {
+	if d.sync != nil && d.sync.viewState(ks, d.windows, marks, bu, st) {
+		return true, nil
+	}
+	if d.storeHung() {
+		return false, ErrStoreBackoff
+	}
 	q := Query{Keys: compact(nil, ks[:]), Windows: d.windows, Markers: compact(nil, marks[:])}
 	if bu != "" {
 		q.Baselines = []string{bu}
 	}
-	snap, cached := Snapshot{}, false
-	if d.sync != nil {
-		snap, cached = d.sync.view(q)
+	started := time.Now()
+	sctx, cancel := d.bounded(ctx)
+	snap, err := d.store.Load(sctx, now, q)
+	cancel()
+	if d.sync != nil && err == nil {
+		d.sync.fill(q, snap, started)
+	} else if d.sync != nil {
+		d.sync.failed(fmt.Errorf("assess: %w", err))
 	}
-	if !cached {
-		if d.storeHung() {
-			return false, ErrStoreBackoff
-		}
-		started := time.Now()
-		sctx, cancel := d.bounded(ctx)
-		var err error
-		snap, err = d.store.Load(sctx, now, q)
-		cancel()
-		if d.sync != nil && err == nil {
-			d.sync.fill(q, snap, started)
-		} else if d.sync != nil {
-			d.sync.failed(fmt.Errorf("assess: %w", err))
-		}
-		if err != nil {
-			return false, err
-		}
+	if err != nil {
+		return false, err
 	}
+	*st = state{}
+	st.init(len(d.windows))
 	st.fromSnapshot(snap, ks, d.windows, marks, bu)
-	return cached, nil
+	return false, nil
 }
 
 // judgeRisk turns what was read of s into risk: blocks, step-up requests,

@@ -94,45 +94,52 @@ func newSyncer(d *Detector, bs Batcher) *syncer {
 		markers: map[string]*viewMarker{}, baselines: map[string]*viewBaseline{}}
 }
 
-// view answers q from the local view, or reports false when some part of
-// q is not in it or the view is not current.
-func (y *syncer) view(q Query) (Snapshot, bool) {
+// viewState answers Assess from the local view: it copies the view's
+// counters of keys (by slot, "" skipped) in windows, marks (by index, ""
+// skipped) and user's baseline ("": none) into st. It reports false (st
+// then half filled) when some part is not in the view or the view is not
+// current.
+func (y *syncer) viewState(keys *[nSlots]string, windows []time.Duration, marks *[nMarks]string, user string, st *state) bool {
 	now := time.Now()
 	y.mu.Lock()
 	defer y.mu.Unlock()
 	if y.lastErr != nil || y.okAt.IsZero() || now.Sub(y.okAt) > staleAfter {
-		return Snapshot{}, false
+		return false
 	}
-	snap := Snapshot{Counts: make(map[string]map[time.Duration]Counts, len(q.Keys)), Markers: map[string][]byte{}, Baselines: map[string]*Baseline{}}
-	for _, k := range q.Keys {
+	for slot, k := range keys {
+		if k == "" {
+			continue
+		}
 		vc := y.counts[k]
 		if vc == nil {
-			return Snapshot{}, false
+			return false
 		}
 		vc.used = now
-		snap.Counts[k] = vc.byW
+		row := st.row(slot)
+		for wi, w := range windows {
+			row[wi] = vc.byW[w]
+		}
 	}
-	for _, n := range q.Markers {
+	for i, n := range marks {
+		if n == "" {
+			continue
+		}
 		vm := y.markers[n]
 		if vm == nil {
-			return Snapshot{}, false
+			return false
 		}
 		vm.used = now
-		if vm.val != nil {
-			snap.Markers[n] = vm.val
-		}
+		st.marks[i], st.has[i] = vm.val, vm.val != nil
 	}
-	for _, u := range q.Baselines {
-		vb := y.baselines[u]
+	if user != "" {
+		vb := y.baselines[user]
 		if vb == nil {
-			return Snapshot{}, false
+			return false
 		}
 		vb.used = now
-		if vb.b != nil {
-			snap.Baselines[u] = vb.b
-		}
+		st.ext = vb.b
 	}
-	return snap, true
+	return true
 }
 
 // fill stores what a read of q, started at started, returned (q's parts
