@@ -457,7 +457,7 @@ func TestMemoHitAllocatesNothing(t *testing.T) {
 			t.Fatalf("repeat: %v %v %+v", res, err, d)
 		}
 	})
-	if allocs > 0 || hit != nil {
+	if allocs > 0 && !raceEnabled || hit != nil {
 		t.Fatalf("a memo hit allocates %v times (input value built: %v)", allocs, hit != nil)
 	}
 }

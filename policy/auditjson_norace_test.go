@@ -1,0 +1,6 @@
+//go:build !race
+
+package policy
+
+// raceEnabled: see auditjson_race_test.go.
+const raceEnabled = false
