@@ -51,6 +51,13 @@
 //     (Batcher stores) or PollInterval (others).
 //   - Alerts are queued and delivered by background workers with retries;
 //     the request path never waits for a webhook.
+//   - The request path is kept cheap (subject.go): a subject's keys are
+//     cut from one string, and what Assess and Observe read is copied
+//     into a value on the stack. The MemoryStore is read in place under
+//     its lock, without a Snapshot and without a StoreTimeout context (it
+//     cannot block); with a Batcher store Assess copies from the local
+//     view. When no rule fires a request allocates little more than its
+//     keys and Watch's context.
 //
 // All time comes from the injected Clock, so tests (and the demo) can run
 // at 02:00 Hong Kong time.

@@ -109,7 +109,9 @@ type Store interface {
 }
 
 // MemoryStore keeps state in this process: fast, lost on restart, not
-// shared between replicas.
+// shared between replicas. Its calls never wait but for its own lock, so
+// the detector does not bound them with Options.StoreTimeout, and reads
+// it in place for Assess and Observe instead of through Load and Add.
 type MemoryStore struct {
 	clock     func() time.Time // judges marker lifetimes
 	mu        sync.Mutex
