@@ -1,6 +1,9 @@
 package anomaly
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -206,5 +209,85 @@ func (st *state) fromSnapshot(snap Snapshot, keys *[nSlots]string, windows []tim
 	}
 	if user != "" {
 		st.ext = snap.Baselines[user]
+	}
+}
+
+// load reads what Assess needs from a store other than the MemoryStore
+// (or from the local view of a Batcher store) into st, and reports
+// whether it came from the view.
+func (d *Detector) load(ctx context.Context, now time.Time, ks *[nSlots]string, marks *[nMarks]string, bu string, st *state) (bool, error) {
+	if d.sync != nil && d.sync.viewState(ks, d.windows, marks, bu, st) {
+		return true, nil
+	}
+	if d.storeHung() {
+		return false, ErrStoreBackoff
+	}
+	q := Query{Keys: compact(nil, ks[:]), Windows: d.windows, Markers: compact(nil, marks[:])}
+	if bu != "" {
+		q.Baselines = []string{bu}
+	}
+	started := time.Now()
+	sctx, cancel := d.bounded(ctx)
+	snap, err := d.store.Load(sctx, now, q)
+	cancel()
+	if d.sync != nil && err == nil {
+		d.sync.fill(q, snap, started)
+	} else if d.sync != nil {
+		d.sync.failed(fmt.Errorf("assess: %w", err))
+	}
+	if err != nil {
+		return false, err
+	}
+	*st = state{}
+	st.init(len(d.windows))
+	st.fromSnapshot(snap, ks, d.windows, marks, bu)
+	return false, nil
+}
+
+// judgeRisk turns what was read of s into risk: blocks, step-up requests,
+// counters and the flags of every rule whose conditions hold. cached says
+// st came from the local view, which may hold a block past its end.
+func (d *Detector) judgeRisk(risk *Risk, s Subject, now time.Time, st *state, cached bool) {
+	for _, i := range [...]int{markBlockSession, markBlockUser} {
+		if !st.has[i] || risk.Blocked {
+			continue
+		}
+		raw := st.marks[i]
+		if cached && blockExpired(raw, now) {
+			continue // over; the view has not re-read it yet
+		}
+		var b Block
+		if json.Unmarshal(raw, &b) != nil || b.Reason == "" {
+			b = Block{Reason: "anomaly_block"}
+		}
+		risk.Blocked, risk.Reason, risk.Block = true, b.Reason, &b
+		risk.Flags = append(risk.Flags, FlagBlocked)
+	}
+	for _, i := range [...]int{markStepUpSession, markStepUpUser} {
+		if !st.has[i] || risk.StepUp {
+			continue
+		}
+		var m stepUpMark
+		if json.Unmarshal(st.marks[i], &m) != nil || s.AuthTime.IsZero() || s.AuthTime.Before(m.At) {
+			risk.StepUp = true
+			risk.Flags = append(risk.Flags, FlagStepUp)
+			if risk.Reason == "" {
+				risk.Reason = "anomaly_step_up:" + m.Rule
+			}
+		}
+	}
+	risk.Counts = st.at(slotUser, d.riskIdx)
+	if s.Session != "" {
+		risk.Session = st.at(slotSession, d.riskIdx)
+	}
+	b := st.baseline()
+	for i := range d.rules {
+		r := &d.rules[i]
+		if r.Night && !risk.Night {
+			continue
+		}
+		if ok, _ := r.holds(st.at(ruleSlot(r, s), d.ruleWin[i]), b, now, d.opts.Zone); ok {
+			risk.Flags = appendNew(risk.Flags, d.ruleFlags[i]...)
+		}
 	}
 }
