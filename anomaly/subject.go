@@ -11,8 +11,10 @@ import (
 // subject.go: what the detector reads of one subject per request, without
 // a map or a string per key. The keys of a Subject are cut from one
 // string (one allocation per call), and the counters, markers and baseline
-// read are held in a state value on the caller's stack: the memory store
-// fills it under its lock; other stores' Snapshots are copied into it.
+// read are held in a state value on the caller's stack: the MemoryStore
+// fills it under its lock, the local view of a Batcher store under the
+// syncer's; other reads' Snapshots are copied into it. judgeRisk then
+// turns it into Assess's Risk, judge (detector.go) into firings.
 
 // Counter slots: the counter keys of one subject, in the order Query.Keys
 // lists them.
