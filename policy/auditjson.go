@@ -30,8 +30,8 @@ var secretHeaderNames = [...]string{
 // SecretHeader reports whether a header name (any case; '_' counts as '-',
 // as for [DroppedHeader]) is a credential that the audit forms of the input
 // ([Input.AuditMap], [Input.AppendAuditJSON]) leave out. [HeadersFromHTTP]
-// already drops these (except set-cookie); leaving them out again is
-// defence in depth for inputs built another way.
+// already drops these; leaving them out again is defence in depth for
+// inputs built another way.
 func SecretHeader(name string) bool {
 	for i := 0; i < len(name); i++ {
 		if name[i] >= utf8.RuneSelf { // rare: fold as strings.ToLower does

@@ -55,6 +55,18 @@ type Decision struct {
 	Reasons  []string
 	Revision string
 	Duration time.Duration
+	// Shadow is the shadow policy's verdict on the same input when it
+	// disagrees with this one (policy.shadow_dir); nil otherwise. It is
+	// never enforced: it goes into the decision's audit record.
+	Shadow *ShadowVerdict
+}
+
+// ShadowVerdict is what the shadow policy said about a request.
+type ShadowVerdict struct {
+	Outcome  Outcome
+	Reasons  []string
+	Revision string
+	Error    string // the shadow's evaluation error, if any
 }
 
 // Allowed reports whether the request may go upstream now.

@@ -221,6 +221,11 @@ func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 			e.opts.OnShadowDisagreement(ShadowDisagreement{
 				RequestID: in.Request.ID, Real: d, Shadow: sd, ShadowErr: serr,
 			})
+			v := &ShadowVerdict{Outcome: sd.Outcome, Reasons: sd.Reasons, Revision: sd.Revision}
+			if serr != nil {
+				v.Error = serr.Error()
+			}
+			d.Shadow = v
 		}
 	}
 	return d, err

@@ -472,6 +472,15 @@ func TestShadowDisagreements(t *testing.T) {
 	if len(got) != 1 || got[0].RequestID != "req-1" || got[0].Shadow.Outcome != OutcomeAllow || got[0].Real.Outcome != OutcomeDeny {
 		t.Fatalf("disagreement not reported: %+v", got)
 	}
+	// The decision carries the shadow's verdict for its audit record.
+	if d.Shadow == nil || d.Shadow.Outcome != OutcomeAllow || d.Shadow.Revision == "" || d.Shadow.Revision == d.Revision {
+		t.Fatalf("decision's shadow verdict = %+v (decision %+v)", d.Shadow, d)
+	}
+	in = baseInput()
+	in.Request.Headers["x-allow"] = "1"
+	if d, _ := e.Decide(context.Background(), in); d.Shadow != nil {
+		t.Fatalf("an agreeing decision carries a shadow verdict: %+v", d.Shadow)
+	}
 }
 
 // A change to a data file in a new subdirectory is picked up too (the

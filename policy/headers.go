@@ -15,6 +15,7 @@ var droppedHeaders = map[string]bool{
 	"proxy-authorization":  true,
 	"x-api-key":            true,
 	"x-auth-token":         true,
+	"set-cookie":           true, // a response header: never a request's business
 	"x-csrf-token":         true,
 	"x-xsrf-token":         true,
 	"x-amz-security-token": true,

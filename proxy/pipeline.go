@@ -267,6 +267,13 @@ func (s *Server) decide(w *responseWriter, r *http.Request, x *exchange) bool {
 		}
 	}
 	ev.Revision, ev.Input, ev.InputJSON = dec.Revision, dec.Input, dec.InputJSON
+	if sv := dec.Shadow; sv != nil {
+		sh := map[string]any{"outcome": sv.Outcome, "reasons": sv.Reasons, "revision": sv.Revision}
+		if sv.Error != "" {
+			sh["error"] = sv.Error
+		}
+		ev.Fields = map[string]any{"shadow": sh}
+	}
 	if reasons != nil {
 		ev.Outcome, ev.Reasons = OutcomeDeny, reasons
 		s.recordDenial(ctx, x, ev)

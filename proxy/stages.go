@@ -101,6 +101,18 @@ type Decision struct {
 	// map. The policy stage sets it instead of Input; the audit record
 	// stores whichever is set.
 	InputJSON []byte
+	// Shadow is the shadow policy's verdict when it disagrees (never
+	// enforced; written into the decision's audit record as
+	// detail.shadow).
+	Shadow *ShadowVerdict
+}
+
+// ShadowVerdict is a draft policy's different verdict on a request.
+type ShadowVerdict struct {
+	Outcome  string
+	Reasons  []string
+	Revision string
+	Error    string
 }
 
 // Authorizer judges a request. Any error denies.

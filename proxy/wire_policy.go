@@ -33,8 +33,8 @@ func init() {
 }
 
 // EventPolicyReload is the audit event type of a policy reload attempt.
-// (Shadow disagreements are logged and counted; the audit log has no
-// record type for them yet.)
+// (A shadow policy's disagreement is logged, counted, and written into the
+// decision's own record as detail.shadow.)
 const EventPolicyReload = "policy_reload"
 
 // policyStage adapts *policy.Engine to Authorizer.
@@ -312,6 +312,9 @@ func (st *policyStage) Decide(ctx context.Context, req *Request, id Identity, ri
 		Revision:   d.Revision,
 		Duration:   d.Duration,
 		InputJSON:  in.AppendAuditJSON(nil), // the audit input, without building maps
+	}
+	if sv := d.Shadow; sv != nil {
+		out.Shadow = &ShadowVerdict{Outcome: string(sv.Outcome), Reasons: sv.Reasons, Revision: sv.Revision, Error: sv.Error}
 	}
 	if d.Outcome == policy.OutcomeDeny {
 		out.Deny = d.Reasons

@@ -148,3 +148,51 @@ func TestPolicyDecisionAuditedWithoutSecrets(t *testing.T) {
 		t.Errorf("query %v", q)
 	}
 }
+
+// TestShadowDisagreementAudited: a draft policy (policy.shadow_dir) that
+// would refuse what the serving policy allows is not enforced, and the
+// request's decision record says what the draft said (detail.shadow), so
+// the change can be reviewed against real traffic from the audit log.
+func TestShadowDisagreementAudited(t *testing.T) {
+	dir, shadow := t.TempDir(), t.TempDir()
+	writePolicyFile(t, dir, "authz.rego", policyE2E)
+	writePolicyFile(t, shadow, "authz.rego", policyE2E+"\ndeny contains \"draft_no_docs\" if startswith(input.request.path, \"/doc/\")\n")
+	up, _ := echoUpstream(t, nil)
+	cfg, _ := auditTestConfig(t, up.URL, "batch")
+	cfg.Policy.Dir, cfg.Policy.ShadowDir = dir, shadow
+	s, front := newTestServer(t, cfg, stages{auth: &fakeAuth{id: alice}, extra: func(w *Wiring) {
+		if err := buildPolicy(context.Background(), w); err != nil {
+			t.Fatalf("build policy: %v", err)
+		}
+		if err := buildAudit(context.Background(), w); err != nil {
+			t.Fatalf("build audit: %v", err)
+		}
+	}})
+	t.Cleanup(func() { _ = s.runClose(context.Background()) })
+	tf := &testFront{url: front.URL}
+	for _, p := range []string{"/doc/a", "/other"} {
+		if code := tf.get(t, "app.example.com", p, nil); code != 200 {
+			t.Fatalf("GET %s: %d (the draft must not be enforced)", p, code)
+		}
+	}
+	if err := s.runClose(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	shadows := map[string]any{}
+	if err := audit.Scan(cfg.Audit.Dir, nil, func(r *audit.Record) error {
+		if r.Type == audit.TypeDecision {
+			shadows[r.Path] = r.Detail["shadow"]
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sh, _ := shadows["/doc/a"].(map[string]any)
+	reasons, _ := sh["reasons"].([]any)
+	if sh["outcome"] != "deny" || len(reasons) != 1 || reasons[0] != "draft_no_docs" || sh["revision"] == "" {
+		t.Errorf("/doc/a decision's shadow = %#v", shadows["/doc/a"])
+	}
+	if v, ok := shadows["/other"]; !ok || v != nil {
+		t.Errorf("/other (draft agrees): shadow = %#v, present %v; want no shadow detail", v, ok)
+	}
+}
