@@ -181,6 +181,7 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	x.reqv = Request{ID: x.id, Route: rt.Info, Path: p, ClientIP: st.headers.clientIP(r), Time: x.start, HTTP: r}
 	req := &x.reqv
 	x.req = req
+	req.ClientIPText = x.clientIPString()
 
 	if up := isUpgrade(r); up != "" {
 		if !rt.WebSockets {

@@ -50,8 +50,11 @@ type Request struct {
 	Route    RouteInfo
 	Path     string // normalised; exactly what policy judges and the upstream receives
 	ClientIP netip.Addr
-	Time     time.Time
-	HTTP     *http.Request
+	// ClientIPText is ClientIP as text ("" when unknown), formatted once
+	// for the stages that key or record by it.
+	ClientIPText string
+	Time         time.Time
+	HTTP         *http.Request
 }
 
 // Authenticator establishes the identity behind a request. When handled is

@@ -346,7 +346,11 @@ func newAnomalyRedis(r config.Redis) redis.UniversalClient {
 
 func anomalySubject(req *Request, id Identity) anomaly.Subject {
 	s := anomaly.Subject{User: id.Subject, Session: id.SessionID, AuthTime: id.AuthTime}
-	if req != nil && req.ClientIP.IsValid() {
+	switch {
+	case req == nil:
+	case req.ClientIPText != "":
+		s.IP = req.ClientIPText
+	case req.ClientIP.IsValid(): // a Request built without the pipeline
 		s.IP = req.ClientIP.String()
 	}
 	return s
