@@ -27,7 +27,6 @@ import (
 	"runtime/pprof"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 )
 
@@ -92,8 +91,10 @@ func run(ctx context.Context, gh, rowsFlag string, round time.Duration, rounds, 
 		}
 	}
 	client := newClient(env.caPEM, conc, h2)
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "row\tbare req/s\tgh req/s\tbare p50\tgh p50\tbare p99\tgh p99\tbare cpu/req\tgh cpu/req\tload cpu/req\tratio_rps\tratio_p99\terrors\t")
+	// Fixed widths: a row is printed as soon as it is measured.
+	const format = "%-15s %10s %9s %9s %9s %9s %9s %12s %10s %14s %9s %9s %7s\n"
+	fmt.Printf(format, "row", "bare req/s", "gh req/s", "bare p50", "gh p50", "bare p99", "gh p99",
+		"bare cpu/req", "gh cpu/req", "load cpu/req", "ratio_rps", "ratio_p99", "errors")
 	var first string
 	for _, r := range selected {
 		inst, err := startGatehouse(ctx, gh, env, r)
@@ -115,10 +116,10 @@ func run(ctx context.Context, gh, rowsFlag string, round time.Duration, rounds, 
 		inst.stop()
 		rr := g.rps() / b.rps()
 		rp := float64(g.pct(0.99)) / float64(b.pct(0.99))
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%v\t%v\t%v\t%v\t%v\t%v\t%v/%v\t%.3f\t%.3f\t%d/%d\t\n", r.name,
-			b.rps(), g.rps(), rnd(b.pct(.5)), rnd(g.pct(.5)), rnd(b.pct(.99)), rnd(g.pct(.99)),
-			rnd(b.cpuPerReq()), rnd(g.cpuPerReq()), rnd(b.loadPerReq()), rnd(g.loadPerReq()), rr, rp, b.errors, g.errors)
-		tw.Flush()
+		fmt.Printf(format, r.name, fmt.Sprintf("%.0f", b.rps()), fmt.Sprintf("%.0f", g.rps()),
+			rnd(b.pct(.5)), rnd(g.pct(.5)), rnd(b.pct(.99)), rnd(g.pct(.99)), rnd(b.cpuPerReq()), rnd(g.cpuPerReq()),
+			fmt.Sprintf("%v/%v", rnd(b.loadPerReq()), rnd(g.loadPerReq())), fmt.Sprintf("%.3f", rr), fmt.Sprintf("%.3f", rp),
+			fmt.Sprintf("%d/%d", b.errors, g.errors))
 		if g.requests == 0 {
 			return fmt.Errorf("row %s: gatehouse answered no request with 200 (%d errors): see %s", r.name, g.errors, inst.logPath)
 		}
@@ -126,7 +127,6 @@ func run(ctx context.Context, gh, rowsFlag string, round time.Duration, rounds, 
 			first = fmt.Sprintf("ratio_rps=%.3f ratio_p99=%.3f", rr, rp)
 		}
 	}
-	tw.Flush()
 	fmt.Println(first)
 	return nil
 }
