@@ -45,6 +45,12 @@ type cachedAssertion struct {
 	until time.Time
 	// Header values, control bytes removed.
 	user, email, groups, roles string
+	// vals holds the same values (user, email, groups, roles, token) as
+	// one-element header value slices, built once: UpstreamHeaders shares
+	// them between requests instead of allocating five slices each time.
+	// Each has cap 1, so an append elsewhere copies instead of writing
+	// into the cache.
+	vals [5][]string
 }
 
 // assertionCacheSize bounds the cache (one entry per active session and
@@ -125,6 +131,10 @@ func (as *asserter) assertion(route string, id *Identity) (*cachedAssertion, err
 		token: tok, until: now.Add(as.ttl / 2),
 		user: headerSafe(id.Subject), email: headerSafe(id.Email), groups: joinSafe(id.Groups), roles: joinSafe(id.Roles),
 	}
+	backing := []string{ca.user, ca.email, ca.groups, ca.roles, ca.token}
+	for i := range ca.vals {
+		ca.vals[i] = backing[i : i+1 : i+1]
+	}
 	as.cache.put(key, ca)
 	return ca, nil
 }
@@ -156,17 +166,17 @@ func (a *Authn) UpstreamHeaders(route string, id Identity, h http.Header) error 
 	if err != nil {
 		return err
 	}
-	h[a.o.Headers.User] = []string{c.user}
+	h[a.o.Headers.User] = c.vals[0]
 	if c.email != "" {
-		h[a.o.Headers.Email] = []string{c.email}
+		h[a.o.Headers.Email] = c.vals[1]
 	}
 	if c.groups != "" {
-		h[a.o.Headers.Groups] = []string{c.groups}
+		h[a.o.Headers.Groups] = c.vals[2]
 	}
 	if c.roles != "" {
-		h[a.o.Headers.Roles] = []string{c.roles}
+		h[a.o.Headers.Roles] = c.vals[3]
 	}
-	h[a.o.Assertion.Header] = []string{c.token}
+	h[a.o.Assertion.Header] = c.vals[4]
 	return nil
 }
 

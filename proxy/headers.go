@@ -304,5 +304,15 @@ func (hp *headerPolicy) setForwarded(in *http.Request, out http.Header) {
 		}
 	}
 	out.Set("X-Forwarded-Host", host)
-	out.Set("X-Forwarded-Proto", proto)
+	switch proto { // shared values (cap 1: an append copies), no allocation
+	case "https":
+		out["X-Forwarded-Proto"] = protoHTTPS
+	default:
+		out["X-Forwarded-Proto"] = protoHTTP
+	}
 }
+
+var (
+	protoHTTPS = []string{"https"}[:1:1]
+	protoHTTP  = []string{"http"}[:1:1]
+)

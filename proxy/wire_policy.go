@@ -42,6 +42,8 @@ type policyStage struct {
 	engine atomic.Pointer[policy.Engine]
 	cfg    atomic.Pointer[config.Config]
 	zone   atomic.Pointer[time.Location]
+	// idHeaders are identityHeaderNames(cfg), computed once per config.
+	idHeaders atomic.Pointer[[]string]
 	w      *Wiring
 	log    *zap.Logger
 	m      *policyMetrics
@@ -189,6 +191,8 @@ func (st *policyStage) configure(cfg *config.Config) error {
 		zone = z
 	}
 	st.zone.Store(zone)
+	names := identityHeaderNames(cfg)
+	st.idHeaders.Store(&names)
 	st.cfg.Store(cfg)
 	return nil
 }
@@ -340,18 +344,27 @@ func (st *policyStage) Decide(ctx context.Context, req *Request, id Identity, ri
 
 // input builds the policy input document (docs/policy.md).
 func (st *policyStage) input(req *Request, id Identity, risk Risk) policy.Input {
-	cfg := st.cfg.Load()
 	var in policy.Input
 	in.Request.ID = req.ID
 	in.Request.Path = req.Path
-	if req.ClientIP.IsValid() {
+	switch {
+	case !req.ClientIP.IsValid():
+	case req.ClientIPText != "" && !req.ClientIP.Is4In6(): // formatted once by the pipeline
+		in.Request.RemoteIP = req.ClientIPText
+	default:
 		in.Request.RemoteIP = req.ClientIP.Unmap().String()
 	}
 	if r := req.HTTP; r != nil {
+		var idHeaders []string
+		if p := st.idHeaders.Load(); p != nil {
+			idHeaders = *p
+		} else {
+			idHeaders = identityHeaderNames(st.cfg.Load())
+		}
 		in.Request.Method = r.Method
 		in.Request.Host = canonicalHost(r.Host)
 		in.Request.Query = policy.QueryFromURL(r.URL)
-		in.Request.Headers = policy.HeadersFromHTTP(r.Header, identityHeaderNames(cfg)...)
+		in.Request.Headers = policy.HeadersFromHTTP(r.Header, idHeaders...)
 	} else {
 		in.Request.Query = map[string][]string{}
 		in.Request.Headers = map[string]string{}
