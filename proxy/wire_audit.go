@@ -294,9 +294,15 @@ func auditRecord(ev Event) (*audit.Record, error) {
 		Host: ev.Host, Path: ev.Path, ClientIP: ev.ClientIP, Subject: ev.Subject, Email: ev.Email,
 		SessionID: ev.SessionID, Revision: ev.Revision,
 	}
-	detail := map[string]any{}
-	for k, v := range ev.Fields {
-		detail[k] = v
+	// Most events (every completion, most decisions) have no Fields: no
+	// map then. Values are only ever put back into detail after being
+	// taken from it, so a nil map is never written.
+	var detail map[string]any
+	if len(ev.Fields) > 0 {
+		detail = make(map[string]any, len(ev.Fields))
+		for k, v := range ev.Fields {
+			detail[k] = v
+		}
 	}
 	take := func(k string) (any, bool) {
 		v, ok := detail[k]
@@ -393,6 +399,9 @@ func auditRecord(ev Event) (*audit.Record, error) {
 			return nil, fmt.Errorf("audit %s event: %w", ev.Type, err)
 		}
 		if len(in) > 0 {
+			if detail == nil {
+				detail = map[string]any{}
+			}
 			detail["input"] = scrubInput(in)
 		}
 	}
