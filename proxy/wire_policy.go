@@ -44,9 +44,9 @@ type policyStage struct {
 	zone   atomic.Pointer[time.Location]
 	// idHeaders are identityHeaderNames(cfg), computed once per config.
 	idHeaders atomic.Pointer[[]string]
-	w      *Wiring
-	log    *zap.Logger
-	m      *policyMetrics
+	w         *Wiring
+	log       *zap.Logger
+	m         *policyMetrics
 
 	// memoBase holds the memo counts of engines swapped out by a reload,
 	// so that the /metrics counters never go down.
