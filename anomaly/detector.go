@@ -161,6 +161,10 @@ type ActionResult struct {
 	OK     bool      `json:"ok"`
 	Error  string    `json:"error,omitempty"`
 	Until  time.Time `json:"until,omitzero"`
+	// Kind and ID name what a block action blocked (a session, or a user
+	// or caller address), so that its record says exactly what to restore.
+	Kind BlockKind `json:"kind,omitempty"`
+	ID   string    `json:"id,omitempty"`
 }
 
 // ErrBlocked is the cause of a live request's context cut by a block.
@@ -586,7 +590,7 @@ func (d *Detector) fire(ctx context.Context, now time.Time, r *Rule, s Subject, 
 			}
 			b := Block{Kind: kind, ID: id, Rule: r.Name, Reason: "anomaly:" + r.Name, User: s.User, Created: now, Until: now.Add(r.BlockFor), Counts: c}
 			aerr = d.setBlock(ctx, bkey, b, r.BlockFor)
-			res.Until = b.Until
+			res.Until, res.Kind, res.ID = b.Until, kind, id
 		case ActionRevoke:
 			if r.Per == PerSession && s.Session != "" {
 				aerr = d.opts.Revoker.RevokeSession(ctx, s.Session, "anomaly:"+r.Name)

@@ -66,7 +66,7 @@ type ShadowVerdict struct {
 	Outcome  Outcome
 	Reasons  []string
 	Revision string
-	Error    string // the shadow's evaluation error, if any
+	Error    string // the reason id of the shadow's evaluation failure (policy.eval_error, policy.timeout, …), if any
 }
 
 // Allowed reports whether the request may go upstream now.

@@ -223,7 +223,12 @@ func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 			})
 			v := &ShadowVerdict{Outcome: sd.Outcome, Reasons: sd.Reasons, Revision: sd.Revision}
 			if serr != nil {
-				v.Error = serr.Error()
+				// The reason id, not the error's text: that can quote
+				// the (unredacted) input it failed on.
+				v.Error = ReasonEvalError
+				if n := len(sd.Reasons); n > 0 {
+					v.Error = sd.Reasons[n-1]
+				}
 			}
 			d.Shadow = v
 		}

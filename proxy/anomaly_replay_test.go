@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/gatehouse-dev/gatehouse/anomaly"
 	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/config"
 )
@@ -237,5 +239,148 @@ func TestAnomalyBlockReplayFailure(t *testing.T) {
 	}
 	if err := st3.ready(context.Background()); err != nil {
 		t.Errorf("fail_open readiness = %v, want ready", err)
+	}
+}
+
+// blockSink records the blocks a replay applies.
+type blockSink struct{ got []string }
+
+func (b *blockSink) Block(_ context.Context, kind anomaly.BlockKind, id string, dur time.Duration, reason string) (anomaly.Block, error) {
+	b.got = append(b.got, fmt.Sprintf("%s:%s %v %s", kind, id, dur.Round(time.Minute), reason))
+	return anomaly.Block{}, nil
+}
+
+// TestReplayBlocksFoldsRecords: the replay folds the records themselves, in
+// order — a rule firing with two block actions (each naming its target), an
+// operator's block and unblock, a legacy rule record without kind/id — and a
+// snapshot only adds to what the records say (a block recorded while the
+// snapshot was being taken survives it).
+func TestReplayBlocksFoldsRecords(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	at := func(m int) time.Time { return now.Add(time.Duration(m) * time.Minute) }
+	until := func(m int) string { return at(m).Format(time.RFC3339) }
+	anomalyRec := func(m int, sub, sid string, actions []string, detail map[string]any, reason, rule string) *audit.Record {
+		return &audit.Record{Type: audit.TypeAnomaly, Time: at(m), Subject: sub, SessionID: sid, Actions: actions, Detail: detail, Reason: reason, Rule: rule}
+	}
+	dir := t.TempDir()
+	writeAuditLog(t, dir, false, []*audit.Record{
+		anomalyRec(-300, "", "", []string{"snapshot"}, map[string]any{"action": "snapshot", "blocks": []any{
+			map[string]any{"kind": "user", "id": "longterm", "until": until(10000), "reason": "operator:case 7"}}}, blockSnapshotReason, ""),
+		anomalyRec(-120, "ana", "s-ana", []string{"alert", "block_session", "block_user"}, map[string]any{"actions": []any{
+			map[string]any{"action": "alert", "ok": true},
+			map[string]any{"action": "block_session", "ok": true, "until": until(60), "kind": "session", "id": "s-ana"},
+			map[string]any{"action": "block_user", "ok": true, "until": until(60), "kind": "user", "id": "ana"},
+		}}, "", "bulk-download-at-night"),
+		// written before records named their targets
+		anomalyRec(-100, "ben", "s-ben", []string{"block_session"}, map[string]any{"actions": []any{
+			map[string]any{"action": "block_session", "ok": true, "until": until(30)}}}, "", "unusual-volume"),
+		anomalyRec(-90, "cat", "", []string{"block"}, map[string]any{"action": "block", "kind": "user", "id": "cat", "until": until(120), "ok": true}, "operator:case 9", ""),
+		anomalyRec(-80, "dan", "", []string{"block"}, map[string]any{"action": "block", "kind": "user", "id": "dan", "until": until(120), "ok": true}, "operator", ""),
+		// a snapshot taken while eve's block was being recorded: it does not list eve
+		anomalyRec(-70, "eve", "", []string{"block"}, map[string]any{"action": "block", "kind": "user", "id": "eve", "until": until(120), "ok": true}, "operator", ""),
+		anomalyRec(-69, "", "", []string{"snapshot"}, map[string]any{"action": "snapshot", "blocks": []any{
+			map[string]any{"kind": "user", "id": "cat", "until": until(120), "reason": "operator:case 9"}}}, blockSnapshotReason, ""),
+		anomalyRec(-60, "dan", "", []string{"unblock"}, map[string]any{"action": "unblock", "kind": "user", "id": "dan"}, "operator", ""),
+		// refused, and ended
+		anomalyRec(-50, "fay", "", []string{"block"}, map[string]any{"action": "block", "kind": "user", "id": "fay", "until": until(120), "ok": false}, "operator", ""),
+		anomalyRec(-40, "gil", "", []string{"block"}, map[string]any{"action": "block", "kind": "user", "id": "gil", "until": until(-1), "ok": true}, "operator", ""),
+	})
+	sink := &blockSink{}
+	stats, err := replayBlocks(context.Background(), dir, sink, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(sink.got)
+	want := []string{
+		"session:s-ana 1h0m0s anomaly:bulk-download-at-night",
+		"session:s-ben 30m0s anomaly:unusual-volume",
+		"user:ana 1h0m0s anomaly:bulk-download-at-night",
+		"user:cat 2h0m0s operator:case 9",
+		"user:eve 2h0m0s operator",
+		"user:longterm 166h40m0s operator:case 7",
+	}
+	if strings.Join(sink.got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("restored:\n%s\nwant:\n%s", strings.Join(sink.got, "\n"), strings.Join(want, "\n"))
+	}
+	if stats.Restored != len(want) || stats.Expired != 1 || stats.Window != blockReplayWindow {
+		t.Errorf("stats %+v", stats)
+	}
+}
+
+// TestAnomalyBlocksSurviveCrash: an instance that dies without its
+// shutdown snapshot (only the one at its start, before the blocks) still
+// has its blocks restored from the records: a rule blocking both the
+// session and the user, and an operator's block lifted again.
+func TestAnomalyBlocksSurviveCrash(t *testing.T) {
+	up := streamingUpstream(t)
+	cfg, _ := auditTestConfig(t, up.URL, "batch")
+	a := anomalyConfig(up.URL)
+	cfg.AdminToken, cfg.Anomaly, cfg.Session = a.AdminToken, a.Anomaly, a.Session
+	cfg.Anomaly.Rules[0].Action = []string{"alert", "block_session", "block_user"}
+	hk, _ := time.LoadLocation("Asia/Hong_Kong")
+	start := time.Date(2026, 12, 3, 2, 0, 0, 0, hk)
+	clk := &fakeClock{at: start}
+	one := startReplayServer(t, cfg, clk)
+	for _, c := range []struct{ path, body string }{
+		{"/api/v1/anomaly/block", `{"user":"mallory","for":"2h"}`},
+		{"/api/v1/anomaly/block", `{"user":"carol","for":"2h"}`},
+		{"/api/v1/anomaly/unblock", `{"user":"carol"}`},
+	} {
+		if code, body := adminCall(t, one.admin, "POST", c.path, c.body); code != 200 {
+			t.Fatalf("%s %s: %d %v", c.path, c.body, code, body)
+		}
+	}
+	for i := range 7 {
+		clk.set(start.Add(time.Duration(i+1) * time.Second))
+		get(t, one.front, "files.example.com", fmt.Sprintf("/reports/%d.pdf", i), nil)
+	}
+	want := []string{"session:s1", "user:alice-sub", "user:mallory"}
+	if got := one.blocks(t); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("blocks before the crash: %v, want %v", got, want)
+	}
+	// A crash: no shutdown snapshot (the audit log itself is closed, as
+	// its records were already written).
+	one.s.wiring.Risk.(*anomalyStage).replayed.Store(false)
+	one.stop(t)
+
+	clk.set(start.Add(10 * time.Minute))
+	two := startReplayServer(t, cfg, clk)
+	if got := two.blocks(t); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("blocks after the crash: %v, want %v", got, want)
+	}
+	two.stop(t)
+}
+
+// TestOperatorBlockNeedsItsRecord: an operator's block or unblock that the
+// audit log cannot hold is refused (503) and changes nothing.
+func TestOperatorBlockNeedsItsRecord(t *testing.T) {
+	up := streamingUpstream(t)
+	cfg := anomalyConfig(up.URL)
+	rec := &fakeRecorder{}
+	_, _, admin := anomalyServer(t, cfg, nil, rec)
+	if code, body := adminCall(t, admin, "POST", "/api/v1/anomaly/block", `{"user":"kept","for":"1h"}`); code != 200 {
+		t.Fatalf("block: %d %v", code, body)
+	}
+	rec.mu.Lock()
+	rec.err = errors.New("disk full")
+	rec.mu.Unlock()
+	if code, _ := adminCall(t, admin, "POST", "/api/v1/anomaly/block", `{"user":"mallory","for":"1h"}`); code != http.StatusServiceUnavailable {
+		t.Errorf("unrecorded block: %d, want 503", code)
+	}
+	if code, _ := adminCall(t, admin, "POST", "/api/v1/anomaly/unblock", `{"user":"kept"}`); code != http.StatusServiceUnavailable {
+		t.Errorf("unrecorded unblock: %d, want 503", code)
+	}
+	rec.mu.Lock()
+	rec.err = nil
+	rec.mu.Unlock()
+	_, body := adminCall(t, admin, "GET", "/api/v1/anomaly/blocks", "")
+	var got []string
+	list, _ := body["blocks"].([]any)
+	for _, v := range list {
+		m, _ := v.(map[string]any)
+		got = append(got, fmt.Sprint(m["id"]))
+	}
+	if strings.Join(got, ",") != "kept" {
+		t.Errorf("blocks after refused changes: %v, want [kept]", got)
 	}
 }

@@ -268,13 +268,7 @@ func (s *Server) decide(w *responseWriter, r *http.Request, x *exchange) bool {
 		}
 	}
 	ev.Revision, ev.Input, ev.InputJSON = dec.Revision, dec.Input, dec.InputJSON
-	if sv := dec.Shadow; sv != nil {
-		sh := map[string]any{"outcome": sv.Outcome, "reasons": sv.Reasons, "revision": sv.Revision}
-		if sv.Error != "" {
-			sh["error"] = sv.Error
-		}
-		ev.Fields = map[string]any{"shadow": sh}
-	}
+	ev.Fields = shadowFields(dec.Shadow)
 	if reasons != nil {
 		ev.Outcome, ev.Reasons = OutcomeDeny, reasons
 		s.recordDenial(ctx, x, ev)
@@ -509,6 +503,19 @@ func flushWriter(w http.ResponseWriter) {
 		return
 	}
 	_ = http.NewResponseController(w).Flush()
+}
+
+// shadowFields is a decision event's fields for a shadow verdict (nil
+// without one): detail.shadow of its audit record.
+func shadowFields(sv *ShadowVerdict) map[string]any {
+	if sv == nil {
+		return nil
+	}
+	sh := map[string]any{"outcome": sv.Outcome, "reasons": sv.Reasons, "revision": sv.Revision}
+	if sv.Error != "" {
+		sh["error"] = sv.Error
+	}
+	return map[string]any{"shadow": sh}
 }
 
 func addrString(req *Request) string {

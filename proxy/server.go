@@ -225,7 +225,9 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	serving := false
 	defer func() {
 		if !serving {
-			err = errors.Join(err, s.runClose(context.WithoutCancel(ctx)))
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), durOr(s.Config().Timeouts.Shutdown.D(), defaultShutdown))
+			defer cancel()
+			err = errors.Join(err, s.runClose(cctx))
 		}
 	}()
 	cfg := s.Config()

@@ -115,7 +115,7 @@ type ShadowVerdict struct {
 	Outcome  string
 	Reasons  []string
 	Revision string
-	Error    string
+	Error    string // a reason id, never an error's text (it may quote the input)
 }
 
 // Authorizer judges a request. Any error denies.

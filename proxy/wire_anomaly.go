@@ -418,13 +418,17 @@ func (st *anomalyStage) onStoreError(op string, err error) {
 }
 
 func (st *anomalyStage) record(ctx context.Context, ev Event) {
-	if st.w.Recorder == nil {
-		st.log.Error("anomaly event not recorded: no audit recorder", zap.String("type", ev.Type))
-		return
-	}
-	if err := st.w.Recorder.Record(ctx, ev); err != nil {
+	if err := st.recordErr(ctx, ev); err != nil {
 		st.log.Error("anomaly event not recorded", zap.String("type", ev.Type), zap.Error(err))
 	}
+}
+
+// recordErr writes ev, not cancelled by a client that goes away.
+func (st *anomalyStage) recordErr(ctx context.Context, ev Event) error {
+	if st.w.Recorder == nil {
+		return errNoRecorder
+	}
+	return st.w.Recorder.Record(context.WithoutCancel(ctx), ev)
 }
 
 // onAnomaly writes one audit record per firing, with the counters that
@@ -445,13 +449,9 @@ func (st *anomalyStage) onAnomaly(ctx context.Context, r anomaly.Record) {
 		if !a.Until.IsZero() {
 			m["until"] = a.Until.UTC().Format(time.RFC3339)
 		}
-		if a.OK && (a.Action == anomaly.ActionBlockSession || a.Action == anomaly.ActionBlockUser) {
+		if a.Kind != "" {
 			// What was blocked, so that a restart can restore it.
-			if blocks, err := st.d.Blocks(ctx); err == nil {
-				if b, ok := blockOf(blocks, r.Rule, r.Time); ok {
-					m["kind"], m["id"] = string(b.Kind), b.ID
-				}
-			}
+			m["kind"], m["id"] = string(a.Kind), a.ID
 		}
 		actions = append(actions, m)
 		names = append(names, string(a.Action))
@@ -534,19 +534,25 @@ func (st *anomalyStage) handleUnblock(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": errors.Join(err, terr).Error()})
 		return
 	}
-	ok, err := st.d.Unblock(r.Context(), kind, id)
-	if err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error()})
-		return
-	}
+	// Written down first: an unblock the audit log does not hold would be
+	// undone by the next restart's replay, and is not the operator's to
+	// make unrecorded.
 	ev := Event{Type: EventAnomaly, Time: st.d.Now(), Outcome: "unblock", Reasons: []string{"operator"},
-		Fields: map[string]any{"action": "unblock", "kind": string(kind), "id": id, "existed": ok, "by": "admin_api"}}
+		Fields: map[string]any{"action": "unblock", "kind": string(kind), "id": id, "by": "admin_api"}}
 	if kind == anomaly.BlockUser {
 		ev.Subject = id
 	} else {
 		ev.SessionID = id
 	}
-	st.record(r.Context(), ev)
+	if err := st.recordErr(r.Context(), ev); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "unblock not recorded in the audit log, nothing changed: " + err.Error()})
+		return
+	}
+	ok, err := st.d.Unblock(r.Context(), kind, id)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error()})
+		return
+	}
 	status := http.StatusOK
 	if !ok {
 		status = http.StatusNotFound
@@ -580,7 +586,15 @@ func (st *anomalyStage) handleBlock(w http.ResponseWriter, r *http.Request) {
 	} else {
 		ev.SessionID = id
 	}
-	st.record(r.Context(), ev)
+	if rerr := st.recordErr(r.Context(), ev); rerr != nil {
+		// Unrecorded, the block would vanish at the next restart and
+		// nobody could tell who made it: undo it and say so.
+		if err == nil {
+			_, _ = st.d.Unblock(context.WithoutCancel(r.Context()), kind, id)
+		}
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "block not recorded in the audit log, not applied: " + rerr.Error()})
+		return
+	}
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error(), "block": blk})
 		return

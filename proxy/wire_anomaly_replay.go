@@ -151,9 +151,12 @@ func replayBlocks(ctx context.Context, dir string, t blockTarget, now time.Time)
 	return stats, nil
 }
 
-// scanBlocks reads the anomaly records from from on, in log order: a
-// snapshot sets the blocks it lists, a block adds one, an unblock removes
-// one. It reports whether a snapshot was among them.
+// scanBlocks reads the anomaly records from from on, in log order: a block
+// (or a snapshot's entry) sets one, an unblock removes one. A snapshot only
+// adds what it lists — it is taken without stopping traffic, so a block or
+// unblock recorded while it was being taken is not undone by it; what has
+// ended is dropped by its until. It reports whether a snapshot was among
+// the records.
 func scanBlocks(dir string, from time.Time, scanned *int) (map[string]blockState, bool, error) {
 	blocks := map[string]blockState{}
 	snapshot := false
@@ -165,7 +168,6 @@ func scanBlocks(dir string, from time.Time, scanned *int) (map[string]blockState
 		switch str(rec.Detail, "action") {
 		case "snapshot":
 			snapshot = true
-			clear(blocks)
 			list, _ := rec.Detail["blocks"].([]any)
 			for _, v := range list {
 				if b, ok := blockFrom(asMap(v)); ok {
@@ -192,7 +194,11 @@ func scanBlocks(dir string, from time.Time, scanned *int) (map[string]blockState
 				if ok, _ := m["ok"].(bool); !ok {
 					continue
 				}
-				if b, ok := blockFrom(m); ok {
+				b, ok := blockFrom(m)
+				if !ok {
+					b, ok = legacyBlock(rec, anomaly.Action(str(m, "action")), str(m, "until"))
+				}
+				if ok {
 					b.reason = "anomaly:" + rec.Rule
 					blocks[string(b.kind)+":"+b.id] = b
 				}
@@ -213,6 +219,24 @@ func blockFrom(m map[string]any) (blockState, bool) {
 		return blockState{}, false
 	}
 	return blockState{kind: kind, id: id, until: until, reason: firstOr(nil, str(m, "reason"), "operator")}, true
+}
+
+// legacyBlock is the target of a rule's block action in a record that
+// does not name it (written before records carried kind and id): the
+// session for block_session when the record has one, else the user. An
+// anonymous caller's address block cannot be told from such a record.
+func legacyBlock(rec *audit.Record, a anomaly.Action, until string) (blockState, bool) {
+	t, err := time.Parse(time.RFC3339, until)
+	if err != nil {
+		return blockState{}, false
+	}
+	switch {
+	case a == anomaly.ActionBlockSession && rec.SessionID != "":
+		return blockState{kind: anomaly.BlockSession, id: rec.SessionID, until: t}, true
+	case rec.Subject != "":
+		return blockState{kind: anomaly.BlockUser, id: rec.Subject, until: t}, true
+	}
+	return blockState{}, false
 }
 
 func str(m map[string]any, k string) string {
@@ -244,15 +268,4 @@ func blockSnapshot(now time.Time, blocks []anomaly.Block) Event {
 	}
 	return Event{Type: EventAnomaly, Time: now, Outcome: "snapshot", Reasons: []string{blockSnapshotReason},
 		Fields: map[string]any{"action": "snapshot", "blocks": list, "count": len(list)}}
-}
-
-// blockOf finds the block a rule's action just made (kind and id are the
-// detector's: a session, or the user or caller address).
-func blockOf(blocks []anomaly.Block, rule string, created time.Time) (anomaly.Block, bool) {
-	for _, b := range blocks {
-		if b.Rule == rule && b.Created.Equal(created) {
-			return b, true
-		}
-	}
-	return anomaly.Block{}, false
 }

@@ -499,6 +499,9 @@ func (st *authnStage) authorize(ctx context.Context, r *http.Request, route auth
 	default:
 		dec, err := w.Authz.Decide(ctx, req, id, risk)
 		ev.Revision, ev.Input, ev.InputJSON = dec.Revision, dec.Input, dec.InputJSON
+		for k, v := range shadowFields(dec.Shadow) {
+			ev.Fields[k] = v
+		}
 		switch {
 		case err != nil:
 			ev.Outcome, ev.Reasons = OutcomeDeny, []string{ReasonPolicyError}
