@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,16 @@ func Scan(dir string, ring *Keyring, fn func(*Record) error) error {
 // Records are in time order only as far as their clock was: callers
 // filter by r.Time themselves (and allow a margin).
 func ScanSince(dir string, ring *Keyring, from time.Time, fn func(*Record) error) error {
+	return ScanSinceTypes(dir, ring, from, nil, fn)
+}
+
+// ScanSinceTypes is ScanSince for records of the given types only (all
+// when types is empty). The other lines are recognised by their "type"
+// field and never decoded, so a replay at start that wants a few
+// revocations or blocks out of a day of decision records reads the day at
+// the speed of a byte search. A line whose type cannot be found is decoded
+// (and reported if it is broken), as by ScanSince.
+func ScanSinceTypes(dir string, ring *Keyring, from time.Time, types []Type, fn func(*Record) error) error {
 	segs, err := listSegments(dir)
 	if err != nil {
 		return err
@@ -48,11 +59,32 @@ func ScanSince(dir string, ring *Keyring, from time.Time, fn func(*Record) error
 		}
 	}
 	for _, s := range segs[start:] {
-		if err := scanFile(s, ring, fn); err != nil {
+		if err := scanFileTypes(s, ring, types, fn); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// typeKey is what precedes a record's type in a stored line: the first
+// field after the prefix (v, index, time), so its first occurrence is the
+// record's own.
+var typeKey = []byte(`,"type":"`)
+
+// lineTypeIn reports whether a stored line's type is one of types; ok is
+// false when the line has no recognisable type field.
+func lineTypeIn(line []byte, types []Type) (in, ok bool) {
+	i := bytes.Index(line, typeKey)
+	if i < 0 {
+		return false, false
+	}
+	rest := line[i+len(typeKey):]
+	for _, t := range types {
+		if len(rest) > len(t) && string(rest[:len(t)]) == string(t) && rest[len(t)] == '"' {
+			return true, true
+		}
+	}
+	return false, true
 }
 
 // firstRecordTime reads the time of a segment's first record (zero for an
@@ -78,6 +110,10 @@ func firstRecordTime(s segmentInfo) (time.Time, error) {
 }
 
 func scanFile(s segmentInfo, ring *Keyring, fn func(*Record) error) error {
+	return scanFileTypes(s, ring, nil, fn)
+}
+
+func scanFileTypes(s segmentInfo, ring *Keyring, types []Type, fn func(*Record) error) error {
 	f, err := os.Open(s.Path)
 	if err != nil {
 		return fmt.Errorf("read audit segment: %w", err)
@@ -91,6 +127,11 @@ func scanFile(s segmentInfo, ring *Keyring, fn func(*Record) error) error {
 		}
 		if err != nil {
 			return fmt.Errorf("read audit segment %s line %d: %w", s.Name, sc.lineNo+1, err)
+		}
+		if len(types) > 0 {
+			if in, ok := lineTypeIn(line, types); ok && !in {
+				continue
+			}
 		}
 		r, err := ParseRecord(line)
 		if err != nil {

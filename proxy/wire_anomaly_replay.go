@@ -54,7 +54,7 @@ type blockReplay struct {
 
 // blockReplayStats describes one replay.
 type blockReplayStats struct {
-	Scanned  int           // records read
+	Scanned  int           // anomaly records read
 	Restored int           // blocks still running, applied
 	Expired  int           // blocks found that have ended
 	Window   time.Duration // look-back read
@@ -160,9 +160,9 @@ func replayBlocks(ctx context.Context, dir string, t blockTarget, now time.Time)
 func scanBlocks(dir string, from time.Time, scanned *int) (map[string]blockState, bool, error) {
 	blocks := map[string]blockState{}
 	snapshot := false
-	err := audit.ScanSince(dir, nil, from.Add(-time.Minute), func(rec *audit.Record) error {
+	err := audit.ScanSinceTypes(dir, nil, from.Add(-time.Minute), []audit.Type{audit.TypeAnomaly}, func(rec *audit.Record) error {
 		*scanned++
-		if rec.Type != audit.TypeAnomaly || rec.Time.Before(from) {
+		if rec.Time.Before(from) {
 			return nil
 		}
 		switch str(rec.Detail, "action") {

@@ -42,7 +42,7 @@ type revocationReplay struct {
 
 // replayStats describes one replay.
 type replayStats struct {
-	Scanned  int // records read
+	Scanned  int // logout and revocation records read
 	Sessions int // session revocations applied
 	Users    int // user revocations applied
 	Expired  int // revocations older than the lifetime, skipped
@@ -125,11 +125,11 @@ func replayRevocations(ctx context.Context, dir string, st revocationStore, now 
 	from := now.Add(-lifetime)
 	// From the segment covering from (a minute early: record clocks may be
 	// slightly out of order), not the whole log.
-	err := audit.ScanSince(dir, nil, from.Add(-time.Minute), func(rec *audit.Record) error {
+	// Only these lines are decoded: a day of decisions is skipped at the
+	// speed of a byte search.
+	types := []audit.Type{audit.TypeLogout, audit.TypeSessionRevoked}
+	err := audit.ScanSinceTypes(dir, nil, from.Add(-time.Minute), types, func(rec *audit.Record) error {
 		stats.Scanned++
-		if rec.Type != audit.TypeLogout && rec.Type != audit.TypeSessionRevoked {
-			return nil
-		}
 		if !rec.Time.After(from) {
 			stats.Expired++
 			return nil

@@ -87,8 +87,9 @@ func TestReplayRevocations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Sessions != 2 || stats.Users != 1 || stats.Expired != 2 || stats.Scanned < len(recs) {
-		t.Errorf("stats %+v, want 2 sessions, 1 user, 2 expired, >= %d scanned", stats, len(recs))
+	// The decision record is skipped undecoded: 5 revocation records read.
+	if stats.Sessions != 2 || stats.Users != 1 || stats.Expired != 2 || stats.Scanned != len(recs)-1 {
+		t.Errorf("stats %+v, want 2 sessions, 1 user, 2 expired, %d scanned", stats, len(recs)-1)
 	}
 	ctx := context.Background()
 	for _, c := range []struct {
@@ -182,7 +183,7 @@ func BenchmarkReplayRevocations100k(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if stats.Sessions == 0 || stats.Scanned < n {
+		if stats.Sessions == 0 || stats.Scanned < n/100/4 {
 			b.Fatalf("stats %+v", stats)
 		}
 	}
