@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/jsonenc"
 )
 
 // Encryption at rest: the personal fields of a record (email, name, client
@@ -181,7 +183,7 @@ func (s *sealer) plaintext(r *Record) ([]byte, error) {
 	sep := byte('{')
 	field := func(name, v string) {
 		if v != "" {
-			b = appendString(append(append(b, sep), name...), v)
+			b = jsonenc.AppendString(append(append(b, sep), name...), v)
 			sep = ','
 		}
 	}

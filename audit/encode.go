@@ -10,7 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
+
+	"github.com/gatehouse-dev/gatehouse/internal/jsonenc"
 )
 
 // The record encoder. A stored line must be byte-for-byte what
@@ -60,7 +61,7 @@ func checkTime(t time.Time) error {
 // and the closing brace).
 func appendBody(b []byte, r *Record) ([]byte, error) {
 	b = append(b, `,"type":`...)
-	b = appendString(b, string(r.Type))
+	b = jsonenc.AppendString(b, string(r.Type))
 	b = appendStringField(b, `,"sub":`, r.Subject)
 	b = appendStringField(b, `,"session_id":`, r.SessionID)
 	b = appendStringField(b, `,"request_id":`, r.RequestID)
@@ -117,7 +118,7 @@ func appendSealed(b []byte, s *Sealed) []byte {
 		return b
 	}
 	b = append(b, `,"sealed":{"period":`...)
-	b = appendString(b, s.Period)
+	b = jsonenc.AppendString(b, s.Period)
 	b = append(b, `,"nonce":`...)
 	b = appendBytes(b, s.Nonce)
 	b = append(b, `,"data":`...)
@@ -158,7 +159,7 @@ func appendStringField(b []byte, name, s string) []byte {
 	if s == "" {
 		return b
 	}
-	return appendString(append(b, name...), s)
+	return jsonenc.AppendString(append(b, name...), s)
 }
 
 func appendIntField(b []byte, name string, n int64) []byte {
@@ -184,7 +185,7 @@ func appendStrings(b []byte, ss []string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, s)
+		b = jsonenc.AppendString(b, s)
 	}
 	return append(b, ']')
 }
@@ -195,62 +196,6 @@ func appendBytes(b []byte, p []byte) []byte {
 	}
 	b = append(b, '"')
 	b = base64.StdEncoding.AppendEncode(b, p)
-	return append(b, '"')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString quotes s as encoding/json does with HTML escaping off:
-// `"` and `\` escaped, control characters as \b \f \n \r \t or \u00XX,
-// invalid UTF-8 as \ufffd, U+2028 and U+2029 escaped.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		c, size := utf8.DecodeRuneInString(s[i:])
-		if c == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if c == '\u2028' || c == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[c&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
 	return append(b, '"')
 }
 
@@ -274,7 +219,7 @@ func appendMap(b []byte, m map[string]any, depth int) ([]byte, error) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, k)
+		b = jsonenc.AppendString(b, k)
 		b = append(b, ':')
 		if b, err = appendValue(b, m[k], depth+1); err != nil {
 			break
@@ -298,7 +243,7 @@ func appendValue(b []byte, v any, depth int) ([]byte, error) {
 	case nil:
 		return append(b, "null"...), nil
 	case string:
-		return appendString(b, v), nil
+		return jsonenc.AppendString(b, v), nil
 	case bool:
 		return strconv.AppendBool(b, v), nil
 	case int:

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/gatehouse-dev/gatehouse/internal/jsonenc"
 )
 
 // The audit form of the input document, encoded directly.
@@ -94,27 +96,27 @@ func (in *Input) AppendAuditJSON(b []byte) []byte {
 	r, u, s, rt, t, rk := &in.Request, &in.User, &in.Session, &in.Route, &in.Time, &in.Risk
 	b = append(b, `{"request":{"headers":`...)
 	b = appendHeadersJSON(b, r.Headers)
-	b = appendJSONString(append(b, `,"host":`...), r.Host)
-	b = appendJSONString(append(b, `,"id":`...), r.ID)
-	b = appendJSONString(append(b, `,"method":`...), r.Method)
-	b = appendJSONString(append(b, `,"path":`...), r.Path)
+	b = jsonenc.AppendString(append(b, `,"host":`...), r.Host)
+	b = jsonenc.AppendString(append(b, `,"id":`...), r.ID)
+	b = jsonenc.AppendString(append(b, `,"method":`...), r.Method)
+	b = jsonenc.AppendString(append(b, `,"path":`...), r.Path)
 	b = appendQueryJSON(append(b, `,"query":`...), r.Query)
-	b = appendJSONString(append(b, `,"remote_ip":`...), r.RemoteIP)
+	b = jsonenc.AppendString(append(b, `,"remote_ip":`...), r.RemoteIP)
 
 	b = strconv.AppendBool(append(b, `},"risk":{"blocked":`...), rk.Blocked)
 	b = strconv.AppendInt(append(b, `,"bytes_1h":`...), rk.Bytes1h, 10)
 	b = strconv.AppendInt(append(b, `,"downloads_1h":`...), rk.Downloads1h, 10)
 	b = appendJSONStrings(append(b, `,"flags":`...), rk.Flags)
-	b = appendJSONString(append(b, `,"reason":`...), rk.Reason)
+	b = jsonenc.AppendString(append(b, `,"reason":`...), rk.Reason)
 	b = strconv.AppendInt(append(b, `,"requests_1h":`...), rk.Requests1h, 10)
 	b = strconv.AppendBool(append(b, `,"step_up":`...), rk.StepUp)
 
-	b = appendJSONString(append(b, `},"route":{"host":`...), rt.Host)
-	b = appendJSONString(append(b, `,"mfa":`...), rt.MFA)
-	b = appendJSONString(append(b, `,"name":`...), rt.Name)
+	b = jsonenc.AppendString(append(b, `},"route":{"host":`...), rt.Host)
+	b = jsonenc.AppendString(append(b, `,"mfa":`...), rt.MFA)
+	b = jsonenc.AppendString(append(b, `,"name":`...), rt.Name)
 	b = strconv.AppendBool(append(b, `,"public":`...), rt.Public)
 
-	b = appendJSONString(append(b, `},"session":{"acr":`...), s.ACR)
+	b = jsonenc.AppendString(append(b, `},"session":{"acr":`...), s.ACR)
 	b = appendJSONStrings(append(b, `,"amr":`...), s.AMR)
 	b = strconv.AppendInt(append(b, `,"auth_age_seconds":`...), s.AuthAgeSeconds, 10)
 	b = strconv.AppendInt(append(b, `,"auth_time":`...), s.AuthTime, 10)
@@ -122,15 +124,15 @@ func (in *Input) AppendAuditJSON(b []byte) []byte {
 
 	b = strconv.AppendInt(append(b, `},"time":{"hour":`...), int64(t.Hour), 10)
 	b = strconv.AppendBool(append(b, `,"night":`...), t.Night)
-	b = appendJSONString(append(b, `,"timezone":`...), t.Timezone)
+	b = jsonenc.AppendString(append(b, `,"timezone":`...), t.Timezone)
 	b = strconv.AppendInt(append(b, `,"unix":`...), t.Unix, 10)
-	b = appendJSONString(append(b, `,"weekday":`...), t.Weekday)
+	b = jsonenc.AppendString(append(b, `,"weekday":`...), t.Weekday)
 
-	b = appendJSONString(append(b, `},"user":{"email":`...), u.Email)
+	b = jsonenc.AppendString(append(b, `},"user":{"email":`...), u.Email)
 	b = appendJSONStrings(append(b, `,"groups":`...), u.Groups)
-	b = appendJSONString(append(b, `,"name":`...), u.Name)
+	b = jsonenc.AppendString(append(b, `,"name":`...), u.Name)
 	b = appendJSONStrings(append(b, `,"roles":`...), u.Roles)
-	b = appendJSONString(append(b, `,"sub":`...), u.Sub)
+	b = jsonenc.AppendString(append(b, `,"sub":`...), u.Sub)
 	return append(b, `}}`...)
 }
 
@@ -187,8 +189,8 @@ func appendHeadersJSON(b []byte, h map[string]string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, k)
-		b = appendJSONString(append(b, ':'), h[k])
+		b = jsonenc.AppendString(b, k)
+		b = jsonenc.AppendString(append(b, ':'), h[k])
 	}
 	return append(b, '}')
 }
@@ -205,7 +207,7 @@ func appendQueryJSON(b []byte, q map[string][]string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(appendJSONString(b, k), ':')
+		b = append(jsonenc.AppendString(b, k), ':')
 		vs := q[k]
 		if !redactedKey(k) {
 			b = appendJSONStrings(b, vs)
@@ -230,64 +232,7 @@ func appendJSONStrings(b []byte, ss []string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, s)
+		b = jsonenc.AppendString(b, s)
 	}
 	return append(b, ']')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString quotes s as encoding/json does with HTML escaping off:
-// `"` and `\` escaped, control characters as \b \f \n \r \t or \u00XX,
-// invalid UTF-8 as \ufffd, U+2028 and U+2029 escaped. (The audit package
-// has the same function; the packages do not import each other.)
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		c, size := utf8.DecodeRuneInString(s[i:])
-		if c == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if c == '\u2028' || c == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[c&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
