@@ -215,7 +215,11 @@ func (st *anomalyStage) startReplay(ctx context.Context) {
 	})
 	if err := st.replay.run(ctx); err != nil {
 		st.log.Error("block replay failed; retrying", zap.Error(err))
-		st.loops.Go(func() { st.replay.retry(loopCtx, 5*time.Second, st.replayDone) })
+		st.loops.Go(func() {
+			if retryEvery(loopCtx, 5*time.Second, st.log, "block replay", st.replay.run) {
+				st.replayDone()
+			}
+		})
 	} else {
 		st.replayDone()
 	}

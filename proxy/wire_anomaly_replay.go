@@ -91,25 +91,6 @@ func (r *blockReplay) run(ctx context.Context) error {
 	return nil
 }
 
-// retry runs the replay every interval until it succeeds or ctx ends.
-func (r *blockReplay) retry(ctx context.Context, interval time.Duration, done func()) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := r.run(ctx); err != nil {
-			r.log.Error("block replay failed again", zap.Error(err))
-			continue
-		}
-		done()
-		return
-	}
-}
-
 // blockTarget is what a replay applies blocks to.
 type blockTarget interface {
 	Block(ctx context.Context, kind anomaly.BlockKind, id string, dur time.Duration, reason string) (anomaly.Block, error)

@@ -124,7 +124,10 @@ func buildAuthn(ctx context.Context, w *Wiring) error {
 			st.log.Error("revocation replay failed; requests needing a session are refused until it succeeds", zap.Error(err))
 			rctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
-			go func() { defer close(done); st.replay.retry(rctx, 5*time.Second) }()
+			go func() {
+				defer close(done)
+				retryEvery(rctx, 5*time.Second, st.log, "revocation replay", st.replay.run)
+			}()
 			stopWatch = func() { cancel(); <-done }
 		}
 	}

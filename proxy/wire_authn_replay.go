@@ -92,21 +92,22 @@ func (r *revocationReplay) run(ctx context.Context) error {
 	return nil
 }
 
-// retry runs the replay every interval until it succeeds or ctx ends.
-func (r *revocationReplay) retry(ctx context.Context, interval time.Duration) {
+// retryEvery runs run every interval until it succeeds (true) or ctx ends
+// (false), logging each failure: the start-up replays that failed once.
+func retryEvery(ctx context.Context, interval time.Duration, log *zap.Logger, what string, run func(context.Context) error) bool {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-t.C:
 		}
-		if err := r.run(ctx); err != nil {
-			r.log.Error("revocation replay failed again", zap.Error(err))
+		if err := run(ctx); err != nil {
+			log.Error(what+" failed again", zap.Error(err))
 			continue
 		}
-		return
+		return true
 	}
 }
 
