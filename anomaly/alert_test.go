@@ -52,7 +52,7 @@ func TestWebhookAlert(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if el := time.Since(start); el > 500*time.Millisecond {
+	if el := time.Since(start); el > 2*time.Second { // the webhook is held until release: waiting would never end
 		t.Fatalf("Observe waited for the webhook: %v", el)
 	}
 	close(release)

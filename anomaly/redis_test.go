@@ -306,7 +306,9 @@ func TestHungStoreBacksOff(t *testing.T) {
 	}
 	for range 5 {
 		r, el, err := timed()
-		if !errors.Is(err, ErrStoreBackoff) || !r.Blocked || el > 20*time.Millisecond {
+		// Under the 200 ms store timeout with room for a loaded CI machine:
+		// during the backoff Redis is not asked at all.
+		if !errors.Is(err, ErrStoreBackoff) || !r.Blocked || el > 150*time.Millisecond {
 			t.Fatalf("during backoff: %+v %v after %v", r, err, el)
 		}
 	}
