@@ -73,10 +73,10 @@ func newChrome(t *testing.T, s *stack, names ...string) *chrome {
 	// Start the browser and record navigations. The first action must run
 	// on ctx itself (the browser lives as long as the context of its first
 	// action), so a watchdog bounds it instead of a derived deadline.
-	watchdog := time.AfterFunc(30*time.Second, cancel)
+	watchdog := time.AfterFunc(90*time.Second, cancel)
 	err := chromedp.Do(ctx, chromedp.Navigate("about:blank"))
 	if !watchdog.Stop() {
-		err = fmt.Errorf("no answer within 30s (%v)", err)
+		err = fmt.Errorf("no answer within 90s (%v)", err)
 	}
 	if err != nil {
 		t.Fatalf("start chromium %s: %v", bin, err)
@@ -134,7 +134,7 @@ func (c *chrome) step(what string, timeout time.Duration, actions ...chromedp.Ac
 // open navigates to u and waits for the final page (after redirects).
 func (c *chrome) open(u string) int64 {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(c.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(c.ctx, 60*time.Second)
 	defer cancel()
 	resp, err := chromedp.Run(ctx, chromedp.NavigateResponse(u))
 	if err != nil {
@@ -157,7 +157,7 @@ func (c *chrome) submit(sel string) int64 {
 // blocked the navigation, if one did.
 func (c *chrome) trySubmit(sel string) (int64, error) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(c.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(c.ctx, 60*time.Second)
 	defer cancel()
 	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.__cspViolation = "";
 document.addEventListener("securitypolicyviolation", (e) => { window.__cspViolation = e.violatedDirective + " blocked " + e.blockedURI; });`)); err != nil {
@@ -179,13 +179,13 @@ document.addEventListener("securitypolicyviolation", (e) => { window.__cspViolat
 // fill types v into the field sel.
 func (c *chrome) fill(sel, v string) {
 	c.t.Helper()
-	c.step("fill "+sel, 10*time.Second, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), v))
+	c.step("fill "+sel, 30*time.Second, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), v))
 }
 
 // location is the current page's URL.
 func (c *chrome) location() string {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(c.ctx, 15*time.Second)
 	defer cancel()
 	u, err := chromedp.Run(ctx, chromedp.Location())
 	if err != nil {
@@ -197,7 +197,7 @@ func (c *chrome) location() string {
 // text is the visible text of the page.
 func (c *chrome) text() string {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(c.ctx, 15*time.Second)
 	defer cancel()
 	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
 	if err != nil {
@@ -209,7 +209,7 @@ func (c *chrome) text() string {
 // html is the page's markup.
 func (c *chrome) html() string {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(c.ctx, 15*time.Second)
 	defer cancel()
 	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`))
 	if err != nil {
@@ -241,7 +241,7 @@ func (c *chrome) expectText(want ...string) string {
 // shot saves a full-page PNG as test-artifacts/NAME.png.
 func (c *chrome) shot(name string) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
 	defer cancel()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
@@ -278,7 +278,7 @@ func (c *chrome) fail(format string, args ...any) {
 	c.t.Helper()
 	msg := fmt.Sprintf(format, args...)
 	if !errors.Is(c.ctx.Err(), context.Canceled) {
-		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+		ctx, cancel := context.WithTimeout(c.ctx, 15*time.Second)
 		defer cancel()
 		if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
 			name := strings.NewReplacer("/", "_", " ", "_").Replace(c.t.Name()) + "-failure.png"
