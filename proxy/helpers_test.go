@@ -285,7 +285,7 @@ func hostOnly(u string) string { return strings.TrimPrefix(u, "http://") }
 // response has reached the client.
 func eventually(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			return

@@ -257,7 +257,7 @@ func (s *stack) writeSecrets() {
 func (s *stack) waitReady() {
 	s.t.Helper()
 	url := "http://" + s.srv.Addrs().Admin + "/readyz"
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	var last string
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(url)
