@@ -180,14 +180,7 @@ func appendStrings(b []byte, ss []string) []byte {
 	if ss == nil {
 		return append(b, "null"...)
 	}
-	b = append(b, '[')
-	for i, s := range ss {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = jsonenc.AppendString(b, s)
-	}
-	return append(b, ']')
+	return jsonenc.AppendStrings(b, ss)
 }
 
 func appendBytes(b []byte, p []byte) []byte {

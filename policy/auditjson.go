@@ -106,7 +106,7 @@ func (in *Input) AppendAuditJSON(b []byte) []byte {
 	b = strconv.AppendBool(append(b, `},"risk":{"blocked":`...), rk.Blocked)
 	b = strconv.AppendInt(append(b, `,"bytes_1h":`...), rk.Bytes1h, 10)
 	b = strconv.AppendInt(append(b, `,"downloads_1h":`...), rk.Downloads1h, 10)
-	b = appendJSONStrings(append(b, `,"flags":`...), rk.Flags)
+	b = jsonenc.AppendStrings(append(b, `,"flags":`...), rk.Flags)
 	b = jsonenc.AppendString(append(b, `,"reason":`...), rk.Reason)
 	b = strconv.AppendInt(append(b, `,"requests_1h":`...), rk.Requests1h, 10)
 	b = strconv.AppendBool(append(b, `,"step_up":`...), rk.StepUp)
@@ -117,7 +117,7 @@ func (in *Input) AppendAuditJSON(b []byte) []byte {
 	b = strconv.AppendBool(append(b, `,"public":`...), rt.Public)
 
 	b = jsonenc.AppendString(append(b, `},"session":{"acr":`...), s.ACR)
-	b = appendJSONStrings(append(b, `,"amr":`...), s.AMR)
+	b = jsonenc.AppendStrings(append(b, `,"amr":`...), s.AMR)
 	b = strconv.AppendInt(append(b, `,"auth_age_seconds":`...), s.AuthAgeSeconds, 10)
 	b = strconv.AppendInt(append(b, `,"auth_time":`...), s.AuthTime, 10)
 	b = strconv.AppendBool(append(b, `,"mfa":`...), s.MFA)
@@ -129,9 +129,9 @@ func (in *Input) AppendAuditJSON(b []byte) []byte {
 	b = jsonenc.AppendString(append(b, `,"weekday":`...), t.Weekday)
 
 	b = jsonenc.AppendString(append(b, `},"user":{"email":`...), u.Email)
-	b = appendJSONStrings(append(b, `,"groups":`...), u.Groups)
+	b = jsonenc.AppendStrings(append(b, `,"groups":`...), u.Groups)
 	b = jsonenc.AppendString(append(b, `,"name":`...), u.Name)
-	b = appendJSONStrings(append(b, `,"roles":`...), u.Roles)
+	b = jsonenc.AppendStrings(append(b, `,"roles":`...), u.Roles)
 	b = jsonenc.AppendString(append(b, `,"sub":`...), u.Sub)
 	return append(b, `}}`...)
 }
@@ -210,7 +210,7 @@ func appendQueryJSON(b []byte, q map[string][]string) []byte {
 		b = append(jsonenc.AppendString(b, k), ':')
 		vs := q[k]
 		if !redactedKey(k) {
-			b = appendJSONStrings(b, vs)
+			b = jsonenc.AppendStrings(b, vs)
 			continue
 		}
 		b = append(b, '[')
@@ -223,16 +223,4 @@ func appendQueryJSON(b []byte, q map[string][]string) []byte {
 		b = append(b, ']')
 	}
 	return append(b, '}')
-}
-
-// appendJSONStrings encodes ss as AuditMap's list(ss) does: nil is [].
-func appendJSONStrings(b []byte, ss []string) []byte {
-	b = append(b, '[')
-	for i, s := range ss {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = jsonenc.AppendString(b, s)
-	}
-	return append(b, ']')
 }

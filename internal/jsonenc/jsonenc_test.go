@@ -37,3 +37,15 @@ func FuzzAppendString(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendStrings(t *testing.T) {
+	for _, ss := range [][]string{{}, {"a"}, {"a", "b\"c", "\u2028"}} {
+		want, _ := json.Marshal(ss)
+		if got := AppendStrings(nil, ss); !bytes.Equal(got, want) { // no <, >, & here: json.Marshal escapes those
+			t.Errorf("AppendStrings(%q) = %s, want %s", ss, got, want)
+		}
+	}
+	if got := string(AppendStrings(nil, nil)); got != "[]" {
+		t.Errorf("AppendStrings(nil) = %s, want []", got)
+	}
+}
