@@ -43,17 +43,23 @@ func main() {
 	h2 := flag.Bool("h2", false, "HTTP/2 between client and proxies")
 	keep := flag.Bool("keep", false, "keep the rows' directories (configs, logs, audit logs)")
 	flag.StringVar(&loadProfileDir, "loadprofile", "", "write CPU profiles of this process (load and upstream) per row and server into `dir`")
+	calibrate := flag.String("calibrate", "", "comma-separated CPU costs (e.g. 5us,10us,20us): rows of the bare proxy plus that much pure computation per request, against the bare proxy")
 	flag.Parse()
+	burns, err := parseBurns(*calibrate)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: -calibrate:", err)
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *gatehouse, *rowsFlag, *round, *rounds, *conc, *h2, *keep); err != nil {
+	if err := run(ctx, *gatehouse, *rowsFlag, burns, *round, *rounds, *conc, *h2, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, gh, rowsFlag string, round time.Duration, rounds, conc int, h2, keep bool) error {
+func run(ctx context.Context, gh, rowsFlag string, burns []time.Duration, round time.Duration, rounds, conc int, h2, keep bool) error {
 	gh, err := filepath.Abs(gh)
 	if err != nil {
 		return err
@@ -73,13 +79,16 @@ func run(ctx context.Context, gh, rowsFlag string, round time.Duration, rounds, 
 	}
 	defer env.close()
 
-	bare, barePID, err := startBare(ctx, env)
+	bare, barePID, err := startBare(ctx, env, env.barePort, 0)
 	if err != nil {
 		return fmt.Errorf("bare proxy: %w", err)
 	}
 	defer bare()
 
 	selected := rows
+	if rowsFlag == "" && len(burns) > 0 {
+		selected = nil // -calibrate alone: only the calibration rows
+	}
 	if rowsFlag != "" {
 		selected = nil
 		for _, name := range strings.Split(rowsFlag, ",") {
@@ -91,8 +100,7 @@ func run(ctx context.Context, gh, rowsFlag string, round time.Duration, rounds, 
 		}
 	}
 	client := newClient(env.caPEM, conc, h2)
-	// Fixed widths: a row is printed as soon as it is measured.
-	const format = "%-15s %10s %9s %9s %9s %9s %9s %12s %10s %14s %9s %9s %7s\n"
+	const format = rowFormat
 	fmt.Printf(format, "row", "bare req/s", "gh req/s", "bare p50", "gh p50", "bare p99", "gh p99",
 		"bare cpu/req", "gh cpu/req", "load cpu/req", "ratio_rps", "ratio_p99", "errors")
 	var first string
@@ -105,21 +113,9 @@ func run(ctx context.Context, gh, rowsFlag string, round time.Duration, rounds, 
 		// client sends is load, not Gatehouse's cost.
 		bt := target{url: "https://app.localhost:" + env.barePort + r.path, headers: inst.headers, pid: barePID}
 		gt := target{url: "https://app.localhost:" + inst.port + r.path, headers: inst.headers, pid: inst.pid}
-		// Warm both (connections, caches), then alternate.
-		drive(ctx, client, bt, conc, 500*time.Millisecond)
-		drive(ctx, client, gt, conc, 500*time.Millisecond)
-		var b, g result
-		for i := 0; i < rounds; i++ {
-			b = merge(b, profiled(r.name+"-bare", i, func() result { return drive(ctx, client, bt, conc, round) }))
-			g = merge(g, profiled(r.name+"-gatehouse", i, func() result { return drive(ctx, client, gt, conc, round) }))
-		}
+		b, g := compare(ctx, client, r.name, bt, gt, conc, round, rounds)
 		inst.stop()
-		rr := g.rps() / b.rps()
-		rp := float64(g.pct(0.99)) / float64(b.pct(0.99))
-		fmt.Printf(format, r.name, fmt.Sprintf("%.0f", b.rps()), fmt.Sprintf("%.0f", g.rps()),
-			rnd(b.pct(.5)), rnd(g.pct(.5)), rnd(b.pct(.99)), rnd(g.pct(.99)), rnd(b.cpuPerReq()), rnd(g.cpuPerReq()),
-			fmt.Sprintf("%v/%v", rnd(b.loadPerReq()), rnd(g.loadPerReq())), fmt.Sprintf("%.3f", rr), fmt.Sprintf("%.3f", rp),
-			fmt.Sprintf("%d/%d", b.errors, g.errors))
+		rr, rp := printRow(format, r.name, b, g)
 		if g.requests == 0 {
 			return fmt.Errorf("row %s: gatehouse answered no request with 200 (%d errors): see %s", r.name, g.errors, inst.logPath)
 		}
@@ -127,8 +123,73 @@ func run(ctx context.Context, gh, rowsFlag string, round time.Duration, rounds, 
 			first = fmt.Sprintf("ratio_rps=%.3f ratio_p99=%.3f", rr, rp)
 		}
 	}
+	// Calibration: the bare proxy against itself plus a known amount of
+	// pure computation per request. It shows what a ratio target leaves a
+	// proxy on this machine, where the load side shares the cores.
+	for _, d := range burns {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		stopBurn, burnPID, err := startBare(ctx, env, port, d)
+		if err != nil {
+			return fmt.Errorf("bare proxy +%v: %w", d, err)
+		}
+		name := "bare+" + d.String()
+		bt := target{url: "https://app.localhost:" + env.barePort + "/", pid: barePID}
+		gt := target{url: "https://app.localhost:" + port + "/", pid: burnPID}
+		b, g := compare(ctx, client, name, bt, gt, conc, round, rounds)
+		stopBurn()
+		rr, rp := printRow(format, name, b, g)
+		if first == "" {
+			first = fmt.Sprintf("ratio_rps=%.3f ratio_p99=%.3f", rr, rp)
+		}
+	}
 	fmt.Println(first)
 	return nil
+}
+
+// rowFormat is the table's fixed-width line: a row is printed as soon as
+// it is measured.
+const rowFormat = "%-15s %10s %9s %9s %9s %9s %9s %12s %10s %14s %9s %9s %7s\n"
+
+// compare warms both targets (connections, caches), then alternates
+// rounds so that machine noise hits both alike.
+func compare(ctx context.Context, client *http.Client, name string, bt, gt target, conc int, round time.Duration, rounds int) (b, g result) {
+	drive(ctx, client, bt, conc, 500*time.Millisecond)
+	drive(ctx, client, gt, conc, 500*time.Millisecond)
+	for i := 0; i < rounds; i++ {
+		b = merge(b, profiled(name+"-bare", i, func() result { return drive(ctx, client, bt, conc, round) }))
+		g = merge(g, profiled(name+"-gatehouse", i, func() result { return drive(ctx, client, gt, conc, round) }))
+	}
+	return b, g
+}
+
+// printRow prints one measured row and returns its ratios.
+func printRow(format, name string, b, g result) (rr, rp float64) {
+	rr = g.rps() / b.rps()
+	rp = float64(g.pct(0.99)) / float64(b.pct(0.99))
+	fmt.Printf(format, name, fmt.Sprintf("%.0f", b.rps()), fmt.Sprintf("%.0f", g.rps()),
+		rnd(b.pct(.5)), rnd(g.pct(.5)), rnd(b.pct(.99)), rnd(g.pct(.99)), rnd(b.cpuPerReq()), rnd(g.cpuPerReq()),
+		fmt.Sprintf("%v/%v", rnd(b.loadPerReq()), rnd(g.loadPerReq())), fmt.Sprintf("%.3f", rr), fmt.Sprintf("%.3f", rp),
+		fmt.Sprintf("%d/%d", b.errors, g.errors))
+	return rr, rp
+}
+
+// parseBurns reads -calibrate.
+func parseBurns(s string) ([]time.Duration, error) {
+	var out []time.Duration
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		d, err := time.ParseDuration(f)
+		if err != nil || d <= 0 || d > 10*time.Millisecond {
+			return nil, fmt.Errorf("%q is not a duration between 0 and 10ms", f)
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // loadProfileDir is -loadprofile.
@@ -170,17 +231,18 @@ func merge(a, b result) result {
 
 // startBare runs the bare reverse proxy as its own process, so its CPU time
 // is measured the same way as Gatehouse's.
-func startBare(ctx context.Context, env *env) (func(), int, error) {
+// burn > 0 adds that much pure computation to every request (calibration).
+func startBare(ctx context.Context, env *env, port string, burn time.Duration) (func(), int, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, 0, err
 	}
-	cmd := exec.CommandContext(ctx, self, "bare-proxy", "127.0.0.1:"+env.barePort, env.upstream, env.certFile, env.keyFile)
+	cmd := exec.CommandContext(ctx, self, "bare-proxy", "127.0.0.1:"+port, env.upstream, env.certFile, env.keyFile, burn.String())
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, 0, err
 	}
-	if err := waitTCP(ctx, "127.0.0.1:"+env.barePort); err != nil {
+	if err := waitTCP(ctx, "127.0.0.1:"+port); err != nil {
 		_ = cmd.Process.Kill()
 		return nil, 0, err
 	}
@@ -191,8 +253,13 @@ func startBare(ctx context.Context, env *env) (func(), int, error) {
 // keeps enough idle connections (Go's default of 2 per host costs a third
 // of the throughput), a buffer pool, and the same TLS certificate.
 func bareProxy(args []string) {
-	if len(args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: bench bare-proxy LISTEN UPSTREAM CERT KEY")
+	if len(args) != 5 {
+		fmt.Fprintln(os.Stderr, "usage: bench bare-proxy LISTEN UPSTREAM CERT KEY BURN")
+		os.Exit(2)
+	}
+	burn, err := time.ParseDuration(args[4])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
 	u, err := url.Parse(args[1])
@@ -211,7 +278,11 @@ func bareProxy(args []string) {
 		// Profiling the baseline the same way as Gatehouse's admin API.
 		go func() { _ = http.ListenAndServe(addr, nil) }()
 	}
-	srv := &http.Server{Addr: args[0], Handler: rp, ReadHeaderTimeout: 10 * time.Second}
+	var h http.Handler = rp
+	if burn > 0 {
+		h = burner(burn, rp)
+	}
+	srv := &http.Server{Addr: args[0], Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	if err := srv.ListenAndServeTLS(args[2], args[3]); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
