@@ -191,6 +191,7 @@ func pathFields(c *Config) map[string]*string {
 		"oidc.ca_root":                &c.OIDC.CARoot,
 		"redis.password_file":         &c.Redis.PasswordFile,
 		"policy.dir":                  &c.Policy.Dir,
+		"anomaly.state_file":          &c.Anomaly.StateFile,
 		"policy.shadow_dir":           &c.Policy.ShadowDir,
 		"audit.dir":                   &c.Audit.Dir,
 		"audit.signing_key_file":      &c.Audit.SigningKeyFile,

@@ -145,13 +145,16 @@ type AuditReportTarget struct {
 
 // Anomaly configures detectors and responses.
 type Anomaly struct {
-	Timezone     string        `yaml:"timezone"`
-	OnStoreError string        `yaml:"on_store_error"` // fail_closed | fail_open
-	Night        string        `yaml:"night"`          // "22:00-06:00"
-	Store        string        `yaml:"store"`          // memory | redis
-	BlockFor     Duration      `yaml:"block_for"`
-	Rules        []AnomalyRule `yaml:"rules"`
-	Alerts       []AlertSink   `yaml:"alerts"`
+	Timezone     string `yaml:"timezone"`
+	OnStoreError string `yaml:"on_store_error"` // fail_closed | fail_open
+	Night        string `yaml:"night"`          // "22:00-06:00"
+	Store        string `yaml:"store"`          // memory | redis
+	// StateFile keeps the memory store's counters, baselines and step-up
+	// requests across restarts (saved every minute and at shutdown).
+	StateFile string        `yaml:"state_file"`
+	BlockFor  Duration      `yaml:"block_for"`
+	Rules     []AnomalyRule `yaml:"rules"`
+	Alerts    []AlertSink   `yaml:"alerts"`
 }
 
 // AnomalyRule is one detector and what to do when it fires.

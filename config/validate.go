@@ -391,6 +391,9 @@ func (c *Config) validateAnomaly(v *errorList) {
 		v.add("anomaly.night", "%s", err.Error())
 	}
 	oneOf(v, "anomaly.store", a.Store, "memory", "redis")
+	if a.StateFile != "" && a.Store == "redis" {
+		v.add("anomaly.state_file", "is for anomaly.store: memory (Redis keeps the state itself)")
+	}
 	positive(v, "anomaly.block_for", a.BlockFor)
 	names := map[string]int{}
 	for i, r := range a.Rules {

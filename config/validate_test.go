@@ -128,6 +128,10 @@ func TestValidateTable(t *testing.T) {
 		{"anomaly night", func(c *Config) { c.Anomaly.Night = "10pm-6am" }, "anomaly.night", "HH:MM-HH:MM"},
 		{"anomaly store error", func(c *Config) { c.Anomaly.OnStoreError = "ignore" }, "anomaly.on_store_error", "fail_closed, fail_open"},
 		{"anomaly store", func(c *Config) { c.Anomaly.Store = "disk" }, "anomaly.store", "memory, redis"},
+		{"state file with memory", func(c *Config) { c.Anomaly.StateFile = "/var/lib/gatehouse/anomaly.state" }, "", ""},
+		{"state file with redis", func(c *Config) {
+			c.Anomaly.Store, c.Redis.Addr, c.Anomaly.StateFile = "redis", "127.0.0.1:6379", "/x/anomaly.state"
+		}, "anomaly.state_file", "anomaly.store: memory"},
 		{"rule ok", func(c *Config) {
 			c.Anomaly.Rules = []AnomalyRule{{Name: "bulk", When: "night", Window: Duration(time.Hour), DownloadsOver: 50, Per: "user", Action: []string{"alert", "block_session"}}}
 		}, "", ""},

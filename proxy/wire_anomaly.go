@@ -73,6 +73,8 @@ type anomalyStage struct {
 	replayed atomic.Bool
 	stop     chan struct{} // ends the snapshot and retry loops
 	loops    sync.WaitGroup
+	// state keeps the memory store in anomaly.state_file (nil: off).
+	state *stateKeeper
 }
 
 type anomalyMetrics struct {
@@ -155,6 +157,18 @@ func buildAnomaly(ctx context.Context, w *Wiring) error {
 		st.redis = newAnomalyRedis(w.Config.Redis)
 		opts.Store = anomaly.NewRedisStore(st.redis, "")
 	}
+	if opts.Store == nil && st.cfg.StateFile != "" {
+		ms := anomaly.NewMemoryStore(w.Clock)
+		st.state = &stateKeeper{path: st.cfg.StateFile, ms: ms, log: st.log, onErr: st.onStoreError}
+		now := time.Now()
+		if w.Clock != nil {
+			now = w.Clock()
+		}
+		if err := st.state.load(now); err != nil {
+			return fmt.Errorf("anomaly.state_file: %w", err)
+		}
+		opts.Store = ms
+	}
 	opts.Hooks = anomaly.Hooks{OnAnomaly: st.onAnomaly, OnAlert: st.onAlert, OnStoreError: st.onStoreError}
 	d, err := anomaly.New(opts)
 	if err != nil {
@@ -193,9 +207,15 @@ func buildAnomaly(ctx context.Context, w *Wiring) error {
 		}
 		return nil
 	})
+	if st.state != nil {
+		st.state.start()
+	}
 	w.OnClose(func(ctx context.Context) error {
 		st.stopLoops(ctx)
 		err := d.Close(ctx)
+		if st.state != nil {
+			err = errors.Join(err, st.state.close(ctx))
+		}
 		st.closeRedis()
 		return err
 	})

@@ -258,6 +258,7 @@ identity:
 anomaly:
   timezone: {{.Timezone}}
   night: "22:00-06:00"
+  state_file: {{.Dir}}/anomaly.state
   rules:
     - name: bulk-download-at-night
       when: night
