@@ -579,9 +579,12 @@ func (d *Detector) fire(ctx context.Context, now time.Time, r *Rule, s Subject, 
 			aerr = d.alerts.enqueue(rec)
 		case ActionStepUp:
 			raw, _ := json.Marshal(stepUpMark{At: now, Rule: r.Name})
-			d.noteMarker("stepup:"+key, raw)
+			// A night rule counts under its own key ("n|u:ana"); the
+			// step-up request is the subject's, which Assess reads.
+			name := "stepup:" + strings.TrimPrefix(key, nightPrefix)
+			d.noteMarker(name, raw)
 			sctx, cancel := d.bounded(ctx)
-			_, aerr = d.store.SetMarker(sctx, "stepup:"+key, raw, d.opts.StepUpFor, false)
+			_, aerr = d.store.SetMarker(sctx, name, raw, d.opts.StepUpFor, false)
 			cancel()
 		case ActionBlockSession, ActionBlockUser:
 			bkey, kind, id := sk.user(), BlockUser, strings.TrimPrefix(sk.user(), "u:")

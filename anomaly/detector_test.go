@@ -345,3 +345,26 @@ func TestRiskCountersCoverOneHour(t *testing.T) {
 		t.Fatalf("an hour later: %+v", r.Counts)
 	}
 }
+
+// TestNightRuleStepUp: a night rule counts under its own key, yet its
+// step_up action asks the subject's next request for MFA.
+func TestNightRuleStepUp(t *testing.T) {
+	for _, per := range []Scope{PerUser, PerSession} {
+		t.Run(string(per), func(t *testing.T) {
+			hk := mustZone(t, "Asia/Hong_Kong")
+			clk := newClock(time.Date(2026, 12, 3, 2, 0, 0, 0, hk))
+			rule := Rule{Name: "night-burst", Night: true, Window: time.Hour, RequestsOver: 3, Per: per, Actions: []Action{ActionStepUp}}
+			d := newDetector(t, Options{Zone: hk, Night: "22:00-06:00", Clock: clk.Now, Rules: []Rule{rule}})
+			s := Subject{User: "ana", Session: "s1"}
+			for range 4 {
+				if err := d.Observe(t.Context(), s, Observation{Path: "/"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r, err := d.Assess(t.Context(), s)
+			if err != nil || !r.StepUp {
+				t.Fatalf("risk after the night rule fired = %+v, %v; want StepUp", r, err)
+			}
+		})
+	}
+}
