@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"time"
 )
@@ -66,8 +67,11 @@ func persistentMarker(name string) bool { return !strings.HasPrefix(name, "block
 // SaveState writes the store's counters, baselines and markers (step-up
 // requests and fired-rule markers; not blocks, see persistentMarker) to w
 // as one JSON document, so that a single instance keeps its history over a
-// restart (LoadState). The state is copied under the store's lock and
-// encoded after it is released: the request path waits only for the copy.
+// restart (LoadState). The state is copied a chunk of keys at a time under
+// the store's lock and encoded after it is released: a request waits at
+// most for one chunk's copy, never for the whole state or the encoding.
+// Keys are copied at slightly different instants; for detection state
+// that is as good as one snapshot.
 func (m *MemoryStore) SaveState(w io.Writer) error {
 	st := m.copyState()
 	enc := json.NewEncoder(w)
@@ -77,53 +81,88 @@ func (m *MemoryStore) SaveState(w io.Writer) error {
 	return nil
 }
 
+// saveChunk is how many keys one lock hold copies.
+const saveChunk = 64
+
 func (m *MemoryStore) copyState() savedState {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	now := m.clock()
-	st := savedState{Version: stateVersion, Saved: now.UTC(),
-		Series: make([]savedSeries, 0, len(m.series)), Markers: []savedMarker{}, Baselines: make([]savedBaseline, 0, len(m.baselines))}
-	for k, s := range m.series {
-		ss := savedSeries{Key: k, Last: s.last.UTC()}
-		for w, r := range s.rings {
-			sr := savedRing{Window: w}
-			for _, sl := range r.slots {
-				if sl.c != (Counts{}) {
-					sr.Slots = append(sr.Slots, savedSlot{Idx: sl.idx, C: sl.c})
-				}
-			}
-			if len(sr.Slots) > 0 {
-				ss.Rings = append(ss.Rings, sr)
-			}
-		}
-		if len(s.paths) > 0 {
-			ss.Paths = make(map[string]int64, len(s.paths))
-			for p, t := range s.paths {
-				ss.Paths[p] = t.UnixNano()
-			}
-		}
-		st.Series = append(st.Series, ss)
+	st := savedState{Version: stateVersion, Saved: now.UTC(), Markers: []savedMarker{}}
+	seriesKeys := make([]string, 0, len(m.series))
+	for k := range m.series {
+		seriesKeys = append(seriesKeys, k)
+	}
+	users := make([]string, 0, len(m.baselines))
+	for u := range m.baselines {
+		users = append(users, u)
 	}
 	for n, mk := range m.markers {
 		if persistentMarker(n) && now.Before(mk.until) {
 			st.Markers = append(st.Markers, savedMarker{Name: n, Value: mk.val, Until: mk.until.UTC()})
 		}
 	}
-	for u, mb := range m.baselines {
-		sb := savedBaseline{User: u}
-		if mb.b != nil {
-			b := *mb.b
-			sb.Baseline = &b
-		}
-		if len(mb.periods) > 0 {
-			sb.Periods = make(map[int64]Counts, len(mb.periods))
-			for p, c := range mb.periods {
-				sb.Periods[p] = c
+	m.mu.Unlock()
+
+	st.Series = make([]savedSeries, 0, len(seriesKeys))
+	for i := 0; i < len(seriesKeys); i += saveChunk {
+		m.mu.Lock()
+		for _, k := range seriesKeys[i:min(i+saveChunk, len(seriesKeys))] {
+			if s := m.series[k]; s != nil { // swept meanwhile: gone
+				st.Series = append(st.Series, s.saved(k))
 			}
 		}
-		st.Baselines = append(st.Baselines, sb)
+		m.mu.Unlock()
+	}
+	st.Baselines = make([]savedBaseline, 0, len(users))
+	for i := 0; i < len(users); i += saveChunk {
+		m.mu.Lock()
+		for _, u := range users[i:min(i+saveChunk, len(users))] {
+			if mb := m.baselines[u]; mb != nil {
+				st.Baselines = append(st.Baselines, mb.saved(u))
+			}
+		}
+		m.mu.Unlock()
 	}
 	return st
+}
+
+// saved copies one series; the store's lock is held.
+func (s *memSeries) saved(k string) savedSeries {
+	ss := savedSeries{Key: k, Last: s.last.UTC()}
+	for w, r := range s.rings {
+		sr := savedRing{Window: w}
+		for _, sl := range r.slots {
+			if sl.c != (Counts{}) {
+				sr.Slots = append(sr.Slots, savedSlot{Idx: sl.idx, C: sl.c})
+			}
+		}
+		if len(sr.Slots) > 0 {
+			ss.Rings = append(ss.Rings, sr)
+		}
+	}
+	if len(s.paths) > 0 {
+		ss.Paths = make(map[string]int64, len(s.paths))
+		for p, t := range s.paths {
+			ss.Paths[p] = t.UnixNano()
+		}
+	}
+	return ss
+}
+
+// saved copies one baseline; the store's lock is held.
+func (mb *memBaseline) saved(u string) savedBaseline {
+	sb := savedBaseline{User: u}
+	if mb.b != nil {
+		b := *mb.b
+		sb.Baseline = &b
+	}
+	if len(mb.periods) > 0 {
+		sb.Periods = make(map[int64]Counts, len(mb.periods))
+		for p, c := range mb.periods {
+			sb.Periods[p] = c
+		}
+	}
+	return sb
 }
 
 // LoadState reads a document SaveState wrote and adds it to the store:
@@ -136,6 +175,9 @@ func (m *MemoryStore) LoadState(r io.Reader) error {
 	var st savedState
 	if err := dec.Decode(&st); err != nil {
 		return fmt.Errorf("%w: %w", ErrState, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: data after the document", ErrState)
 	}
 	if st.Version != stateVersion {
 		return fmt.Errorf("%w: version %d (this Gatehouse reads %d)", ErrState, st.Version, stateVersion)
@@ -257,6 +299,17 @@ func (c Counts) valid() bool {
 	return c.Requests >= 0 && c.Bytes >= 0 && c.Downloads >= 0 && c.Paths >= 0
 }
 
+// plus adds o to c, saturating: merged counts never wrap negative (which
+// the next LoadState would refuse, losing the whole state).
 func (c Counts) plus(o Counts) Counts {
-	return Counts{Requests: c.Requests + o.Requests, Bytes: c.Bytes + o.Bytes, Downloads: c.Downloads + o.Downloads, Paths: c.Paths + o.Paths}
+	return Counts{Requests: satAdd(c.Requests, o.Requests), Bytes: satAdd(c.Bytes, o.Bytes),
+		Downloads: satAdd(c.Downloads, o.Downloads), Paths: satAdd(c.Paths, o.Paths)}
+}
+
+// satAdd adds two non-negative counts, stopping at math.MaxInt64.
+func satAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }

@@ -3,6 +3,8 @@ package anomaly
 import (
 	"bytes"
 	"errors"
+	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -134,6 +136,7 @@ func TestLoadStateRefusesBadInput(t *testing.T) {
 		{"baseline without user", `{"version":1,"baselines":[{"user":""}]}`},
 		{"negative band", `{"version":1,"baselines":[{"user":"ana","baseline":{"bands":[{"r":-3}]}}]}`},
 		{"wrong type", `{"version":"1"}`},
+		{"trailing data", `{"version":1} {"version":1}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := newClock(time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC))
@@ -148,6 +151,51 @@ func TestLoadStateRefusesBadInput(t *testing.T) {
 				t.Fatalf("store changed: markers %v, %d series, %d baselines", m, len(ms.series), len(ms.baselines))
 			}
 		})
+	}
+}
+
+// TestStateRoundTripManyKeys: more keys than one copy chunk all come
+// back, and merged counts saturate instead of wrapping negative (which the
+// next load would refuse).
+func TestStateRoundTripManyKeys(t *testing.T) {
+	clk := newClock(time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC))
+	ms := NewMemoryStore(clk.Now)
+	ctx := t.Context()
+	const users = 3*saveChunk + 5
+	for i := range users {
+		u := "u" + strconv.Itoa(i)
+		_, _ = ms.Add(ctx, clk.Now(), Increment{Keys: []string{"u:" + u}, Windows: []time.Duration{time.Hour}, Bytes: int64(i), Path: "/p", BaselineUser: u, Period: 1}, Query{})
+	}
+	var buf bytes.Buffer
+	if err := ms.SaveState(&buf); err != nil {
+		t.Fatal(err)
+	}
+	ms2 := NewMemoryStore(clk.Now)
+	if err := ms2.LoadState(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if len(ms2.series) != users || len(ms2.baselines) != users {
+		t.Fatalf("restored %d series, %d baselines; want %d", len(ms2.series), len(ms2.baselines), users)
+	}
+	snap, _ := ms2.Load(ctx, clk.Now(), Query{Keys: []string{"u:u7"}, Windows: []time.Duration{time.Hour}})
+	if c := snap.Counts["u:u7"][time.Hour]; c.Requests != 1 || c.Bytes != 7 || c.Paths != 1 {
+		t.Fatalf("u7's counts after the round trip: %+v", c)
+	}
+
+	big := `{"version":1,"baselines":[{"user":"a","periods":{"5":{"requests":9223372036854775000}}},{"user":"a","periods":{"5":{"requests":9223372036854775000}}}]}`
+	ms3 := NewMemoryStore(clk.Now)
+	if err := ms3.LoadState(strings.NewReader(big)); err != nil {
+		t.Fatal(err)
+	}
+	if got := ms3.baselines["a"].periods[5].Requests; got != math.MaxInt64 {
+		t.Fatalf("merged count %d, want saturation at MaxInt64", got)
+	}
+	buf.Reset()
+	if err := ms3.SaveState(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewMemoryStore(clk.Now).LoadState(&buf); err != nil {
+		t.Fatalf("a saturated state does not load: %v", err)
 	}
 }
 

@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,5 +91,25 @@ func TestAnomalyStateUnreadable(t *testing.T) {
 	// The shutdown saved a good state in its place.
 	if b, err := os.ReadFile(cfg.Anomaly.StateFile); err != nil || !strings.HasPrefix(string(b), `{"version":1`) {
 		t.Errorf("state after shutdown: %q %v", b, err)
+	}
+}
+
+// TestAnomalyStateUnwritable: a state file that cannot be written stops
+// the start, instead of failing every minute unseen.
+func TestAnomalyStateUnwritable(t *testing.T) {
+	up := streamingUpstream(t)
+	cfg, base := auditTestConfig(t, up.URL, "batch")
+	a := anomalyConfig(up.URL)
+	cfg.AdminToken, cfg.Anomaly, cfg.Session = a.AdminToken, a.Anomaly, a.Session
+	cfg.Anomaly.StateFile = filepath.Join(base, "no-such-dir", "anomaly.state")
+	var buildErr error
+	newTestServer(t, cfg, stages{auth: &fakeAuth{id: alice}, authz: allowAll(), extra: func(w *Wiring) {
+		if err := buildAudit(context.Background(), w); err != nil {
+			t.Fatalf("build audit: %v", err)
+		}
+		buildErr = buildAnomaly(context.Background(), w)
+	}})
+	if buildErr == nil || !strings.Contains(buildErr.Error(), "anomaly.state_file") || !errors.Is(buildErr, fs.ErrNotExist) {
+		t.Fatalf("build error = %v, want anomaly.state_file wrapping ErrNotExist", buildErr)
 	}
 }

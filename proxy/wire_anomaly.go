@@ -158,6 +158,12 @@ func buildAnomaly(ctx context.Context, w *Wiring) error {
 		opts.Store = anomaly.NewRedisStore(st.redis, "")
 	}
 	if opts.Store == nil && st.cfg.StateFile != "" {
+		if w.Config.Audit.Dir == "" || w.Recorder == nil {
+			// Blocks are not in the state file; without their replay a
+			// restored fired-rule marker would keep a rule from blocking
+			// again while its counters say it should.
+			return errors.New("anomaly.state_file: needs the audit log, which restores the blocks")
+		}
 		ms := anomaly.NewMemoryStore(w.Clock)
 		st.state = &stateKeeper{path: st.cfg.StateFile, ms: ms, log: st.log, onErr: st.onStoreError}
 		now := time.Now()

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -40,13 +41,21 @@ type stateKeeper struct {
 	done  chan struct{}
 }
 
-// load reads the state file into the store. A missing file is a first
-// start. A file that is not a state is moved aside (kept for whoever wants
-// to look) and the store starts empty: detection state must not keep the
-// proxy down. Any other failure (permissions) stops the start, since
-// saving would fail too.
+// load reads the state file into the store, then saves it back at once:
+// a file that cannot be written (missing directory, read-only disk) stops
+// the start rather than failing every minute unseen. A missing file is a
+// first start. A file that is not a state is moved aside (kept for whoever
+// wants to look) and the store starts empty: detection state must not keep
+// the proxy down. Any other failure to read stops the start.
 func (k *stateKeeper) load(now time.Time) error {
-	data, err := os.ReadFile(k.path)
+	if err := k.read(now); err != nil {
+		return err
+	}
+	return k.save()
+}
+
+func (k *stateKeeper) read(now time.Time) error {
+	f, err := os.Open(k.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		k.log.Info("no anomaly state yet: starting fresh", zap.String("state_file", k.path))
 		return nil
@@ -54,7 +63,9 @@ func (k *stateKeeper) load(now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("read anomaly state %s: %w", k.path, err)
 	}
-	if err := k.ms.LoadState(bytes.NewReader(data)); err != nil {
+	err = k.ms.LoadState(bufio.NewReader(f))
+	f.Close()
+	if errors.Is(err, anomaly.ErrState) {
 		aside := k.path + ".unreadable-" + now.UTC().Format("20060102T150405Z")
 		if rerr := os.Rename(k.path, aside); rerr != nil {
 			return fmt.Errorf("anomaly state %s: %w (and it cannot be moved aside: %w)", k.path, err, rerr)
@@ -63,7 +74,10 @@ func (k *stateKeeper) load(now time.Time) error {
 			zap.String("state_file", k.path), zap.String("moved_to", aside), zap.Error(err))
 		return nil
 	}
-	k.log.Info("anomaly state restored", zap.String("state_file", k.path), zap.Int("bytes", len(data)))
+	if err != nil {
+		return fmt.Errorf("read anomaly state %s: %w", k.path, err)
+	}
+	k.log.Info("anomaly state restored", zap.String("state_file", k.path))
 	return nil
 }
 
