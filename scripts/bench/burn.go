@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/sha256"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -48,4 +49,23 @@ func calibrateRounds(d time.Duration) int {
 		n = 1
 	}
 	return n
+}
+
+// extraHeaders names the calibration row whose bare proxy sends upstream
+// what Gatehouse sends for a signed-in user, as constants: it shows what
+// those headers alone cost (the proxy setting them, the upstream parsing
+// them), with no session, policy or audit work.
+const extraHeaders = "headers"
+
+// assertionLike has the length of the signed assertion Gatehouse sends
+// for the bench's user (an ES256 JWT of about 880 bytes).
+var assertionLike = "eyJhbGciOiJFUzI1NiJ9." + strings.Repeat("eyJzdWIiOiJhbGljZSJ9", 40) + ".c2ln"
+
+func addIdentityHeaders(h http.Header) {
+	h["X-Gatehouse-Assertion"] = []string{assertionLike}
+	h["X-Gatehouse-Email"] = []string{"alice@example.com"}
+	h["X-Gatehouse-Groups"] = []string{"staff,finance"}
+	h["X-Gatehouse-Request-Id"] = []string{"7787fbf0db13f78a03199dbdb4d7f984"}
+	h["X-Gatehouse-Roles"] = []string{"admin,staff"}
+	h["X-Gatehouse-User"] = []string{"alice"}
 }

@@ -43,7 +43,7 @@ func main() {
 	h2 := flag.Bool("h2", false, "HTTP/2 between client and proxies")
 	keep := flag.Bool("keep", false, "keep the rows' directories (configs, logs, audit logs)")
 	flag.StringVar(&loadProfileDir, "loadprofile", "", "write CPU profiles of this process (load and upstream) per row and server into `dir`")
-	calibrate := flag.String("calibrate", "", "comma-separated CPU costs (e.g. 5us,10us,20us): rows of the bare proxy plus that much pure computation per request, against the bare proxy")
+	calibrate := flag.String("calibrate", "", "comma-separated extras for the bare proxy, each a row against the plain bare proxy: a CPU cost (5us: that much pure computation per request) or `headers` (the identity headers and signed assertion Gatehouse sends upstream, as constants)")
 	flag.Parse()
 	burns, err := parseBurns(*calibrate)
 	if err != nil {
@@ -59,7 +59,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, gh, rowsFlag string, burns []time.Duration, round time.Duration, rounds, conc int, h2, keep bool) error {
+func run(ctx context.Context, gh, rowsFlag string, burns []string, round time.Duration, rounds, conc int, h2, keep bool) error {
 	gh, err := filepath.Abs(gh)
 	if err != nil {
 		return err
@@ -79,7 +79,7 @@ func run(ctx context.Context, gh, rowsFlag string, burns []time.Duration, round 
 	}
 	defer env.close()
 
-	bare, barePID, err := startBare(ctx, env, env.barePort, 0)
+	bare, barePID, err := startBare(ctx, env, env.barePort, "0s")
 	if err != nil {
 		return fmt.Errorf("bare proxy: %w", err)
 	}
@@ -135,7 +135,7 @@ func run(ctx context.Context, gh, rowsFlag string, burns []time.Duration, round 
 		if err != nil {
 			return fmt.Errorf("bare proxy +%v: %w", d, err)
 		}
-		name := "bare+" + d.String()
+		name := "bare+" + d
 		bt := target{url: "https://app.localhost:" + env.barePort + "/", pid: barePID}
 		gt := target{url: "https://app.localhost:" + port + "/", pid: burnPID}
 		b, g := compare(ctx, client, name, bt, gt, conc, round, rounds)
@@ -176,18 +176,23 @@ func printRow(format, name string, b, g result) (rr, rp float64) {
 	return rr, rp
 }
 
-// parseBurns reads -calibrate.
-func parseBurns(s string) ([]time.Duration, error) {
-	var out []time.Duration
+// parseBurns reads -calibrate: each entry is `headers` or a duration,
+// returned in the form the bare proxy's last argument takes.
+func parseBurns(s string) ([]string, error) {
+	var out []string
 	for _, f := range strings.Split(s, ",") {
 		if f = strings.TrimSpace(f); f == "" {
 			continue
 		}
+		if f == extraHeaders {
+			out = append(out, f)
+			continue
+		}
 		d, err := time.ParseDuration(f)
 		if err != nil || d <= 0 || d > 10*time.Millisecond {
-			return nil, fmt.Errorf("%q is not a duration between 0 and 10ms", f)
+			return nil, fmt.Errorf("%q is neither %s nor a duration between 0 and 10ms", f, extraHeaders)
 		}
-		out = append(out, d)
+		out = append(out, d.String())
 	}
 	return out, nil
 }
@@ -231,13 +236,14 @@ func merge(a, b result) result {
 
 // startBare runs the bare reverse proxy as its own process, so its CPU time
 // is measured the same way as Gatehouse's.
-// burn > 0 adds that much pure computation to every request (calibration).
-func startBare(ctx context.Context, env *env, port string, burn time.Duration) (func(), int, error) {
+// extra is "0s", a duration of pure computation to add to every request,
+// or extraHeaders (calibration).
+func startBare(ctx context.Context, env *env, port string, extra string) (func(), int, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, 0, err
 	}
-	cmd := exec.CommandContext(ctx, self, "bare-proxy", "127.0.0.1:"+port, env.upstream, env.certFile, env.keyFile, burn.String())
+	cmd := exec.CommandContext(ctx, self, "bare-proxy", "127.0.0.1:"+port, env.upstream, env.certFile, env.keyFile, extra)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, 0, err
@@ -254,13 +260,17 @@ func startBare(ctx context.Context, env *env, port string, burn time.Duration) (
 // of the throughput), a buffer pool, and the same TLS certificate.
 func bareProxy(args []string) {
 	if len(args) != 5 {
-		fmt.Fprintln(os.Stderr, "usage: bench bare-proxy LISTEN UPSTREAM CERT KEY BURN")
+		fmt.Fprintln(os.Stderr, "usage: bench bare-proxy LISTEN UPSTREAM CERT KEY EXTRA")
 		os.Exit(2)
 	}
-	burn, err := time.ParseDuration(args[4])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
+	var burn time.Duration
+	headers := args[4] == extraHeaders
+	if !headers {
+		var err error
+		if burn, err = time.ParseDuration(args[4]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
 	}
 	u, err := url.Parse(args[1])
 	if err != nil {
@@ -268,7 +278,13 @@ func bareProxy(args []string) {
 		os.Exit(1)
 	}
 	rp := &httputil.ReverseProxy{
-		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(u); pr.SetXForwarded() },
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.SetXForwarded()
+			if headers {
+				addIdentityHeaders(pr.Out.Header)
+			}
+		},
 		Transport:  &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute},
 		BufferPool: newBufferPool(),
 		// Cancelled requests at the end of a round are expected.
