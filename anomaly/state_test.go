@@ -3,10 +3,11 @@ package anomaly
 import (
 	"bytes"
 	"errors"
-	"math"
+	"io"
 	"strconv"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -137,6 +138,8 @@ func TestLoadStateRefusesBadInput(t *testing.T) {
 		{"negative band", `{"version":1,"baselines":[{"user":"ana","baseline":{"bands":[{"r":-3}]}}]}`},
 		{"wrong type", `{"version":"1"}`},
 		{"trailing data", `{"version":1} {"version":1}`},
+		{"trailing garbage", `{"version":1} }`},
+		{"count too large", `{"version":1,"baselines":[{"user":"a","periods":{"5":{"requests":9223372036854775000}}}]}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := newClock(time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC))
@@ -151,6 +154,21 @@ func TestLoadStateRefusesBadInput(t *testing.T) {
 				t.Fatalf("store changed: markers %v, %d series, %d baselines", m, len(ms.series), len(ms.baselines))
 			}
 		})
+	}
+}
+
+// TestLoadStateReadErrorIsNotErrState: a reader that fails (a disk error)
+// is not a bad document: the caller must not throw the file away.
+func TestLoadStateReadErrorIsNotErrState(t *testing.T) {
+	disk := errors.New("input/output error")
+	r := io.MultiReader(strings.NewReader(`{"version":1,"series":[`), iotest.ErrReader(disk))
+	err := NewMemoryStore(nil).LoadState(r)
+	if !errors.Is(err, disk) || errors.Is(err, ErrState) {
+		t.Fatalf("err = %v: want the read error, not ErrState", err)
+	}
+	// A newline after the document (what SaveState writes) is fine.
+	if err := NewMemoryStore(nil).LoadState(strings.NewReader("{\"version\":1}\r\n  ")); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -182,13 +200,13 @@ func TestStateRoundTripManyKeys(t *testing.T) {
 		t.Fatalf("u7's counts after the round trip: %+v", c)
 	}
 
-	big := `{"version":1,"baselines":[{"user":"a","periods":{"5":{"requests":9223372036854775000}}},{"user":"a","periods":{"5":{"requests":9223372036854775000}}}]}`
+	big := `{"version":1,"baselines":[{"user":"a","periods":{"5":{"requests":4611686018427387900}}},{"user":"a","periods":{"5":{"requests":4611686018427387900}}}]}`
 	ms3 := NewMemoryStore(clk.Now)
 	if err := ms3.LoadState(strings.NewReader(big)); err != nil {
 		t.Fatal(err)
 	}
-	if got := ms3.baselines["a"].periods[5].Requests; got != math.MaxInt64 {
-		t.Fatalf("merged count %d, want saturation at MaxInt64", got)
+	if got := ms3.baselines["a"].periods[5].Requests; got != maxCount {
+		t.Fatalf("merged count %d, want saturation at %d", got, int64(maxCount))
 	}
 	buf.Reset()
 	if err := ms3.SaveState(&buf); err != nil {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/anomaly"
 )
 
 // TestAnomalyStateSurvivesRestart: with anomaly.state_file a restarted
@@ -111,5 +113,50 @@ func TestAnomalyStateUnwritable(t *testing.T) {
 	}})
 	if buildErr == nil || !strings.Contains(buildErr.Error(), "anomaly.state_file") || !errors.Is(buildErr, fs.ErrNotExist) {
 		t.Fatalf("build error = %v, want anomaly.state_file wrapping ErrNotExist", buildErr)
+	}
+}
+
+// TestAnomalyStateNeedsAuditLog: without the audit log nobody restores the
+// blocks, so the state file (which leaves them out) is refused.
+func TestAnomalyStateNeedsAuditLog(t *testing.T) {
+	up := streamingUpstream(t)
+	cfg := anomalyConfig(up.URL)
+	cfg.Audit.Dir = ""
+	cfg.Anomaly.StateFile = filepath.Join(t.TempDir(), "anomaly.state")
+	var buildErr error
+	newTestServer(t, cfg, stages{auth: &fakeAuth{id: alice}, authz: allowAll(), extra: func(w *Wiring) {
+		buildErr = buildAnomaly(context.Background(), w)
+	}})
+	if buildErr == nil || !strings.Contains(buildErr.Error(), "needs the audit log") {
+		t.Fatalf("build error = %v", buildErr)
+	}
+	if _, err := os.Stat(cfg.Anomaly.StateFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a refused start wrote the state file: %v", err)
+	}
+}
+
+// TestAnomalyStateIsADirectory: a path that cannot be read (here a
+// directory) stops the start and is not moved aside.
+func TestAnomalyStateIsADirectory(t *testing.T) {
+	up := streamingUpstream(t)
+	cfg, base := auditTestConfig(t, up.URL, "batch")
+	a := anomalyConfig(up.URL)
+	cfg.AdminToken, cfg.Anomaly, cfg.Session = a.AdminToken, a.Anomaly, a.Session
+	cfg.Anomaly.StateFile = filepath.Join(base, "state-dir")
+	if err := os.Mkdir(cfg.Anomaly.StateFile, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var buildErr error
+	newTestServer(t, cfg, stages{auth: &fakeAuth{id: alice}, authz: allowAll(), extra: func(w *Wiring) {
+		if err := buildAudit(context.Background(), w); err != nil {
+			t.Fatalf("build audit: %v", err)
+		}
+		buildErr = buildAnomaly(context.Background(), w)
+	}})
+	if buildErr == nil || errors.Is(buildErr, anomaly.ErrState) {
+		t.Fatalf("build error = %v, want a read error", buildErr)
+	}
+	if fi, err := os.Stat(cfg.Anomaly.StateFile); err != nil || !fi.IsDir() {
+		t.Errorf("the unreadable path was moved: %v", err)
 	}
 }
