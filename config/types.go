@@ -126,9 +126,10 @@ type AuditPublish struct {
 	File    string `yaml:"file"`
 }
 
-// AuditBackup copies sealed segments elsewhere.
+// AuditBackup copies the audit log directory to a bucket.
 type AuditBackup struct {
-	URL string `yaml:"url"`
+	URL      string   `yaml:"url"`      // file:///absolute/dir, outside audit.dir
+	Interval Duration `yaml:"interval"` // how often (default 5m), and once more at shutdown
 }
 
 // AuditReport is a scheduled compliance report.

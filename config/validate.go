@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -365,9 +366,10 @@ func (c *Config) validateAudit(v *errorList) {
 		v.add("audit.retention", "needs audit.encryption_key_file: retention works by destroying the data keys of encrypted personal fields (records stay verifiable)")
 	}
 	if a.Backup.URL != "" {
-		// Reserved key: refusing it is honest, accepting it would promise
-		// copies nobody makes.
-		v.add("audit.backup.url", "%q: backups are not built into this version; copy the audit directory with your backup tool (it verifies offline anywhere)", a.Backup.URL)
+		validateBackup(v, a)
+	}
+	if a.Backup.Interval < 0 {
+		v.add("audit.backup.interval", "must not be negative")
 	}
 	for i, r := range a.Reports {
 		p := idx("audit.reports", i)
@@ -646,5 +648,28 @@ func (c *Config) validateRoutes(v *errorList) {
 				v.add(idx(p+".downloads.content_types", j), "%q: not a media type such as application/pdf", ct)
 			}
 		}
+	}
+}
+
+// validateBackup checks audit.backup.url: a scheme this build can write
+// to, and a file:// target that is an absolute directory outside the log.
+func validateBackup(v *errorList, a Audit) {
+	u, err := url.Parse(a.Backup.URL)
+	if err != nil {
+		v.add("audit.backup.url", "%q: not a URL", a.Backup.URL)
+		return
+	}
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" || !filepath.IsAbs(u.Path) {
+			v.add("audit.backup.url", "%q: want file:///absolute/dir (three slashes)", a.Backup.URL)
+			return
+		}
+		dir := filepath.Clean(u.Path)
+		if rel, err := filepath.Rel(filepath.Clean(a.Dir), dir); err == nil && !strings.HasPrefix(rel, "..") {
+			v.add("audit.backup.url", "%q is inside audit.dir: a backup must survive the disk it copies", a.Backup.URL)
+		}
+	default:
+		v.add("audit.backup.url", "%q: scheme %q is not built into this version: use file:///dir (a mounted backup volume, NFS, or an object store mounted with rclone or s3fs)", a.Backup.URL, u.Scheme)
 	}
 }

@@ -117,7 +117,15 @@ func TestValidateTable(t *testing.T) {
 		{"audit checkpoint", func(c *Config) { c.Audit.CheckpointInterval = 0 }, "audit.checkpoint_interval", "greater than zero"},
 		{"audit segment", func(c *Config) { c.Audit.SegmentSize = 100 }, "audit.segment_size", "too small"},
 		{"audit webhook", func(c *Config) { c.Audit.Publish.Webhook = "hooks" }, "audit.publish.webhook", "unsupported scheme"},
-		{"audit backup is refused, not ignored", func(c *Config) { c.Audit.Backup.URL = "file:///mnt/backup" }, "audit.backup.url", "not built into this version"},
+		{"audit backup to a directory", func(c *Config) { c.Audit.Backup.URL = "file:///mnt/backup/gatehouse" }, "", ""},
+		{"audit backup relative", func(c *Config) { c.Audit.Backup.URL = "file://backup" }, "audit.backup.url", "file:///absolute/dir"},
+		{"audit backup no path", func(c *Config) { c.Audit.Backup.URL = "file:backup" }, "audit.backup.url", "file:///absolute/dir"},
+		{"audit backup inside the log", func(c *Config) {
+			c.Audit.Dir = "/var/lib/gatehouse/audit"
+			c.Audit.Backup.URL = "file:///var/lib/gatehouse/audit/copy"
+		}, "audit.backup.url", "inside audit.dir"},
+		{"audit backup to s3 is refused, not ignored", func(c *Config) { c.Audit.Backup.URL = "s3://bucket?region=eu-west-1" }, "audit.backup.url", "not built into this version"},
+		{"audit backup interval", func(c *Config) { c.Audit.Backup.Interval = Duration(-time.Minute) }, "audit.backup.interval", "negative"},
 		{"audit retention needs the encryption key", func(c *Config) { c.Audit.Retention = Duration(400 * 24 * time.Hour) }, "audit.retention", "needs audit.encryption_key_file"},
 		{"audit retention short", func(c *Config) { c.Audit.Retention = Duration(time.Hour) }, "audit.retention", "shorter than a day"},
 		{"audit report", func(c *Config) {

@@ -148,6 +148,16 @@ func buildAudit(ctx context.Context, w *Wiring) error {
 		go reportLoop(l, cfg.Dir, rc, opts.Key.Verifier, w.Clock, start.UTC(), stop, logger.With(zap.Int("report", i)))
 		w.OnClose(func(context.Context) error { close(stop); return nil })
 	}
+	if cfg.Backup.URL != "" {
+		// Registered before the log's own hook: close hooks run last
+		// first, so the final backup copies the closed log.
+		closeBackup, err := startBackup(ctx, w, cfg, logger)
+		if err != nil {
+			l.Close(ctx)
+			return err
+		}
+		w.OnClose(closeBackup)
+	}
 	w.OnClose(func(ctx context.Context) error {
 		if err := l.Close(ctx); err != nil {
 			return fmt.Errorf("close audit log: %w", err)

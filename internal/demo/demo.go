@@ -253,6 +253,7 @@ audit:
   signing_key_file: {{.Dir}}/keys/audit.key
   durability: always
   encryption_key_file: {{.Dir}}/keys/encryption.key
+  backup: { url: "file://{{.Dir}}/audit-backup", interval: 1m }
 identity:
   assertion: { key_file: {{.Dir}}/keys/assertion.pem }
 anomaly:

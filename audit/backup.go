@@ -1,0 +1,218 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// BackupTarget is where a Backup copies a log directory: a bucket of named
+// objects (gocloud.dev/blob in the proxy, a directory or S3). Names are
+// slash paths relative to the log directory ("segments/…jsonl").
+type BackupTarget interface {
+	// Size reports an object's size, and false when there is none.
+	Size(ctx context.Context, name string) (int64, bool, error)
+	// Put replaces an object with the content of r, atomically: a reader
+	// sees the old object or the new one.
+	Put(ctx context.Context, name string, r io.Reader) error
+	// Delete removes an object; a missing one is not an error.
+	Delete(ctx context.Context, name string) error
+	// List names the objects under prefix.
+	List(ctx context.Context, prefix string) ([]string, error)
+}
+
+// BackupStats is what one Backup.Run did.
+type BackupStats struct {
+	Uploaded      int   // objects written
+	UploadedBytes int64 // bytes written
+	Deleted       int   // wrapped data keys removed (shredded locally)
+}
+
+// Backup copies a live log directory to a target so that a lost disk does
+// not lose the evidence: the copy is itself a log directory that `gatehouse
+// audit verify` checks like the original.
+//
+// Each Run reads the checkpoint history first and the segments after it,
+// and uploads in the other order — segments, data keys, key.pub, then the
+// checkpoints — so that the copy never holds a checkpoint for records it
+// lacks, even if a run stops half-way. Closed segments never change and
+// are uploaded once (a target object of the same size is taken as done);
+// the active segment is uploaded up to its last complete line whenever it
+// grew. The stored-hashes file is left out: verify rebuilds the tree from
+// the records. Wrapped data keys are mirrored, deletions included, so that
+// retention's crypto-shredding also shreds the backup.
+type Backup struct {
+	dir    string
+	target BackupTarget
+}
+
+// NewBackup returns a Backup of the log in dir to target.
+func NewBackup(dir string, target BackupTarget) *Backup {
+	return &Backup{dir: dir, target: target}
+}
+
+// Run makes one pass. It is safe while a writer appends to the log, and
+// errors leave what was uploaded in place for the next run to complete.
+func (b *Backup) Run(ctx context.Context) (BackupStats, error) {
+	var st BackupStats
+	// 1. The checkpoint history, cut at its last complete note (a write in
+	// progress is left for the next run), and the latest copy.
+	history, err := os.ReadFile(filepath.Join(b.dir, checkpointsFile))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return st, fmt.Errorf("backup: read checkpoints: %w", err)
+	}
+	if _, good, err := scanNotes(history); err != nil && !errors.Is(err, errIncompleteNote) {
+		return st, fmt.Errorf("backup: %s: %w", checkpointsFile, err)
+	} else {
+		history = history[:good]
+	}
+	latest, err := os.ReadFile(filepath.Join(b.dir, latestFile))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return st, fmt.Errorf("backup: read latest checkpoint: %w", err)
+	}
+	pub, err := os.ReadFile(filepath.Join(b.dir, pubKeyFile))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return st, fmt.Errorf("backup: read %s: %w", pubKeyFile, err)
+	}
+
+	// 2. Segments, read after the history: they hold at least every record
+	// a checkpoint in it covers.
+	segs, err := listSegments(b.dir)
+	if err != nil {
+		return st, fmt.Errorf("backup: %w", err)
+	}
+	for i, s := range segs {
+		if err := b.segment(ctx, s, i == len(segs)-1, &st); err != nil {
+			return st, err
+		}
+	}
+	if err := b.keys(ctx, &st); err != nil {
+		return st, err
+	}
+	// 3. What vouches for the records goes last.
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{pubKeyFile, pub}, {checkpointsFile, history}, {latestFile, latest}} {
+		if f.data == nil {
+			continue
+		}
+		if err := b.putIfChanged(ctx, f.name, f.data, &st); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+// segment uploads one segment if the target's copy is shorter: closed
+// segments whole, the active one up to its last newline.
+func (b *Backup) segment(ctx context.Context, s segmentInfo, active bool, st *BackupStats) error {
+	name := path.Join(segmentsDir, s.Name)
+	f, err := os.Open(s.Path)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	size := fi.Size()
+	if active {
+		if size, err = completePrefix(f, size); err != nil {
+			return fmt.Errorf("backup: %s: %w", name, err)
+		}
+	}
+	have, ok, err := b.target.Size(ctx, name)
+	if err != nil {
+		return fmt.Errorf("backup: %s: %w", name, err)
+	}
+	if ok && have == size {
+		return nil
+	}
+	if err := b.target.Put(ctx, name, io.NewSectionReader(f, 0, size)); err != nil {
+		return fmt.Errorf("backup: upload %s: %w", name, err)
+	}
+	st.Uploaded++
+	st.UploadedBytes += size
+	return nil
+}
+
+// completePrefix is the length of f up to and including its last newline
+// within size: a line being written is not copied half.
+func completePrefix(f io.ReaderAt, size int64) (int64, error) {
+	const step = 64 << 10
+	buf := make([]byte, step)
+	for end := size; end > 0; {
+		start := max(end-step, 0)
+		n, err := f.ReadAt(buf[:end-start], start)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return 0, err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			return start + int64(i) + 1, nil
+		}
+		end = start
+	}
+	return 0, nil
+}
+
+// keys mirrors keys/: new wrapped data keys up, shredded ones deleted.
+func (b *Backup) keys(ctx context.Context, st *BackupStats) error {
+	ents, err := os.ReadDir(filepath.Join(b.dir, keysDir))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("backup: %w", err)
+	}
+	local := map[string]bool{}
+	for _, e := range ents {
+		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".key") {
+			continue
+		}
+		name := path.Join(keysDir, e.Name())
+		local[name] = true
+		data, err := os.ReadFile(filepath.Join(b.dir, keysDir, e.Name()))
+		if err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
+		if err := b.putIfChanged(ctx, name, data, st); err != nil {
+			return err
+		}
+	}
+	remote, err := b.target.List(ctx, keysDir+"/")
+	if err != nil {
+		return fmt.Errorf("backup: list %s: %w", keysDir, err)
+	}
+	for _, name := range remote {
+		if !local[name] {
+			if err := b.target.Delete(ctx, name); err != nil {
+				return fmt.Errorf("backup: delete %s: %w", name, err)
+			}
+			st.Deleted++
+		}
+	}
+	return nil
+}
+
+// putIfChanged uploads small files whose size differs. Checkpoint files
+// only grow and key files never change, so size tells new from old.
+func (b *Backup) putIfChanged(ctx context.Context, name string, data []byte, st *BackupStats) error {
+	have, ok, err := b.target.Size(ctx, name)
+	if err != nil {
+		return fmt.Errorf("backup: %s: %w", name, err)
+	}
+	if ok && have == int64(len(data)) && name != latestFile {
+		return nil
+	}
+	if err := b.target.Put(ctx, name, bytes.NewReader(data)); err != nil {
+		return fmt.Errorf("backup: upload %s: %w", name, err)
+	}
+	st.Uploaded++
+	st.UploadedBytes += int64(len(data))
+	return nil
+}

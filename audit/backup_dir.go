@@ -1,0 +1,128 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// DirTarget is a BackupTarget that is a directory (a mounted backup
+// volume, NFS, an object store mounted with rclone or s3fs): the copy is
+// laid out like the log, so `gatehouse audit verify --dir` checks it in
+// place. Objects are written to a temporary file, fsynced and renamed:
+// a reader sees the old copy or the new one.
+type DirTarget struct{ Dir string }
+
+func (t DirTarget) path(name string) (string, error) {
+	clean := path.Clean(name)
+	if clean != name || path.IsAbs(clean) || clean == "." || strings.HasPrefix(clean, "../") || clean == ".." {
+		return "", fmt.Errorf("backup object name %q", name)
+	}
+	return filepath.Join(t.Dir, filepath.FromSlash(clean)), nil
+}
+
+// Size implements BackupTarget.
+func (t DirTarget) Size(_ context.Context, name string) (int64, bool, error) {
+	p, err := t.path(name)
+	if err != nil {
+		return 0, false, err
+	}
+	fi, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	return fi.Size(), true, nil
+}
+
+// Put implements BackupTarget.
+func (t DirTarget) Put(ctx context.Context, name string, r io.Reader) error {
+	p, err := t.path(name)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = io.Copy(f, ctxReader{ctx, r})
+	if err == nil {
+		err = f.Chmod(0o640)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(dir)
+}
+
+// Delete implements BackupTarget.
+func (t DirTarget) Delete(_ context.Context, name string) error {
+	p, err := t.path(name)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return syncDir(filepath.Dir(p))
+}
+
+// List implements BackupTarget: the files directly under the folder
+// prefix names ("keys/"), temporary files left out.
+func (t DirTarget) List(_ context.Context, prefix string) ([]string, error) {
+	folder := strings.TrimSuffix(prefix, "/")
+	p, err := t.path(folder)
+	if err != nil {
+		return nil, err
+	}
+	ents, err := os.ReadDir(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
+			out = append(out, path.Join(folder, e.Name()))
+		}
+	}
+	return out, nil
+}
+
+// ctxReader stops a long copy when ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -1,0 +1,191 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBackupIsAVerifiableLog: a backup of a live log verifies as a log of
+// its own; the next run copies only what grew; a record changed in the
+// copy is caught by verify like in the original.
+func TestBackupIsAVerifiableLog(t *testing.T) {
+	dir, dst := t.TempDir(), t.TempDir()
+	k := testKey(t, "audit.test")
+	l := openTest(t, dir, k, nil) // 2 KB segments: several
+	ctx := t.Context()
+	appendN := func(from, n int) {
+		t.Helper()
+		for i := from; i < from+n; i++ {
+			if _, err := l.Append(ctx, decisionRec(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := l.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendN(0, 40)
+	b := NewBackup(dir, DirTarget{Dir: dst})
+	st, err := b.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs := segPaths(t, dir)
+	if len(segs) < 3 || st.Uploaded < len(segs)+3 {
+		t.Fatalf("first run uploaded %d objects for %d segments", st.Uploaded, len(segs))
+	}
+	sum, err := Verify(dst, VerifyOptions{})
+	if err != nil {
+		t.Fatalf("verify backup: %v", err)
+	}
+	if sum.Records < 40 || sum.Checkpoints == 0 {
+		t.Fatalf("backup summary %+v", sum)
+	}
+
+	// Nothing new: only the latest checkpoint copy is rewritten.
+	if st, err = b.Run(ctx); err != nil || st.Uploaded != 1 {
+		t.Fatalf("idle run uploaded %d (%v), want the latest checkpoint only", st.Uploaded, err)
+	}
+	appendN(40, 3) // the active segment grows
+	st, err = b.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if grown := len(segPaths(t, dir)) - len(segs); st.Uploaded > 3+2*grown {
+		t.Fatalf("after 3 records the run uploaded %d objects: closed segments went again", st.Uploaded)
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sum2, err := Verify(dst, VerifyOptions{})
+	if err != nil || sum2.Records != sum.Records+3+1 { // +1: the log's stop record
+		t.Fatalf("verify after close: %+v %v (before %d records)", sum2, err, sum.Records)
+	}
+
+	// The copy is evidence like the original: tampering shows.
+	first := filepath.Join(dst, segmentsDir, filepath.Base(segs[0]))
+	lines := readLines(t, first)
+	lines[1] = bytes.Replace(lines[1], []byte("req-"), []byte("rex-"), 1)
+	writeLines(t, first, lines)
+	if _, err := Verify(dst, VerifyOptions{}); err == nil {
+		t.Fatal("a modified record in the backup verified")
+	}
+}
+
+// TestBackupMirrorsShreddedKeys: retention's crypto-shredding reaches the
+// backup, or the copy would keep what the original destroyed.
+func TestBackupMirrorsShreddedKeys(t *testing.T) {
+	dir, dst := t.TempDir(), t.TempDir()
+	k := testKey(t, "audit.test")
+	clock := time.Date(2026, 10, 30, 0, 0, 0, 0, time.UTC)
+	l := openTest(t, dir, k, func(o *Options) {
+		o.EncryptionKey = testMaster
+		o.Clock = func() time.Time { clock = clock.Add(12 * time.Hour); return clock }
+	})
+	for i := range 8 { // October and November
+		if _, err := l.Append(t.Context(), decisionRec(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close(t.Context())
+	b := NewBackup(dir, DirTarget{Dir: dst})
+	if _, err := b.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	keys := func(d string) []string {
+		es, _ := os.ReadDir(filepath.Join(d, keysDir))
+		var out []string
+		for _, e := range es {
+			out = append(out, e.Name())
+		}
+		return out
+	}
+	if got := keys(dst); len(got) != 2 {
+		t.Fatalf("backup keys %v, want October's and November's", got)
+	}
+	if _, err := Shred(dir, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := b.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Deleted != 1 || strings.Join(keys(dst), ",") != strings.Join(keys(dir), ",") {
+		t.Fatalf("after shredding: deleted %d, backup keys %v, log keys %v", st.Deleted, keys(dst), keys(dir))
+	}
+	if _, err := Verify(dst, VerifyOptions{}); err != nil {
+		t.Fatalf("a shredded backup must still verify: %v", err)
+	}
+}
+
+func TestCompletePrefix(t *testing.T) {
+	long := strings.Repeat("x", 200<<10)
+	for _, tc := range []struct {
+		name string
+		data string
+		want int64
+	}{
+		{"empty", "", 0},
+		{"complete", "a\nb\n", 4},
+		{"torn last line", "a\nb\nhalf", 4},
+		{"no newline", "half", 0},
+		{"line longer than a read step", "a\n" + long, 2},
+		{"newline after a long line", long + "\n" + "c", int64(len(long) + 1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := completePrefix(strings.NewReader(tc.data), int64(len(tc.data)))
+			if err != nil || got != tc.want {
+				t.Fatalf("completePrefix = %d, %v; want %d", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestBackupHalfWrittenCheckpoint: a checkpoint being written when the
+// run reads the history is left for the next run; the copy still verifies.
+func TestBackupHalfWrittenCheckpoint(t *testing.T) {
+	dir, dst := t.TempDir(), t.TempDir()
+	writeLog(t, dir, testKey(t, "audit.test"), 25)
+	f, err := os.OpenFile(filepath.Join(dir, checkpointsFile), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("audit.test\n30\nhalf a note")
+	f.Close()
+	if _, err := NewBackup(dir, DirTarget{Dir: dst}).Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dst, checkpointsFile))
+	if bytes.Contains(b, []byte("half a note")) {
+		t.Fatal("the torn note was copied")
+	}
+	if _, err := Verify(dst, VerifyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDirTargetRefusesEscapingNames(t *testing.T) {
+	d := DirTarget{Dir: t.TempDir()}
+	for _, name := range []string{"../x", "/etc/passwd", "a/../../x", "", "."} {
+		if err := d.Put(context.Background(), name, strings.NewReader("x")); err == nil {
+			t.Errorf("Put(%q) accepted", name)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := d.Put(ctx, "segments/x", strings.NewReader("x")); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled Put: %v", err)
+	}
+	if es, _ := os.ReadDir(filepath.Join(d.Dir, "segments")); len(es) != 0 {
+		t.Errorf("a cancelled Put left %v", es)
+	}
+}

@@ -1,0 +1,71 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/audit"
+	"github.com/gatehouse-dev/gatehouse/config"
+)
+
+// TestAuditBackup: a serving instance copies its log to audit.backup.url
+// while it serves (the interval) and once more at shutdown; the copy
+// verifies as a log and holds every record, the stop record included.
+func TestAuditBackup(t *testing.T) {
+	up := streamingUpstream(t)
+	cfg, base := auditTestConfig(t, up.URL, "batch")
+	backupDir := filepath.Join(base, "backup")
+	cfg.Audit.Backup = config.AuditBackup{URL: "file://" + backupDir, Interval: config.Duration(50 * time.Millisecond)}
+	s, front := newTestServer(t, cfg, stages{auth: &fakeAuth{id: alice}, authz: allowAll(), extra: func(w *Wiring) {
+		if err := buildAudit(context.Background(), w); err != nil {
+			t.Fatalf("build audit: %v", err)
+		}
+	}})
+	t.Cleanup(func() { s.runClose(context.Background()) })
+	for i := range 5 {
+		if resp, _ := get(t, front, "files.example.com", "/doc", nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d: %d", i, resp.StatusCode)
+		}
+	}
+	// Copied while serving, without waiting for the shutdown.
+	var during *audit.Summary
+	var duringErr error
+	eventually(t, func() bool {
+		during, duringErr = audit.Verify(backupDir, audit.VerifyOptions{})
+		return duringErr == nil && during.Records >= 10 && during.Checkpoints > 0
+	})
+	if duringErr != nil || during.Records < 10 || during.Checkpoints == 0 {
+		t.Fatalf("no verifiable backup while serving: %+v %v", during, duringErr)
+	}
+	if ok := seriesValue(t, s, "gatehouse_audit_backup_runs_total", map[string]string{"result": "ok"}); ok < 1 {
+		t.Errorf("backup runs ok = %v", ok)
+	}
+	if last := seriesValue(t, s, "gatehouse_audit_backup_last_success_timestamp_seconds", nil); last < float64(time.Now().Add(-time.Minute).Unix()) {
+		t.Errorf("last success %v", last)
+	}
+	if err := s.runClose(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	local, err := audit.Verify(cfg.Audit.Dir, audit.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := audit.Verify(backupDir, audit.VerifyOptions{})
+	if err != nil {
+		t.Fatalf("verify backup: %v", err)
+	}
+	if copied.Records != local.Records || copied.Latest != local.Latest || copied.LastType != audit.TypeAuditStop {
+		t.Fatalf("backup %+v, log %+v", copied, local)
+	}
+	if _, err := os.Stat(filepath.Join(backupDir, "hashes")); err == nil {
+		t.Error("the stored-hashes cache was copied")
+	}
+	if es, _ := os.ReadDir(filepath.Join(backupDir, "segments")); len(es) == 0 || strings.HasPrefix(es[0].Name(), ".") {
+		t.Errorf("backup segments: %v", es)
+	}
+}

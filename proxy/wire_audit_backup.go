@@ -1,0 +1,128 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/gatehouse-dev/gatehouse/audit"
+	"github.com/gatehouse-dev/gatehouse/config"
+)
+
+// wire_audit_backup.go runs audit.Backup for audit.backup: every
+// audit.backup.interval, and once more at shutdown after the log's last
+// checkpoint, the log directory is copied to the backup directory.
+// A failed backup never stops requests (the local log is the record); it
+// is logged, counted, and retried at the next interval.
+
+// DefaultBackupInterval is how often the audit log is copied when
+// audit.backup.interval is not set.
+const DefaultBackupInterval = 5 * time.Minute
+
+// backupTarget opens audit.backup.url (validated by config: file:///dir).
+func backupTarget(raw string) (audit.BackupTarget, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme != "file" || u.Host != "" || !filepath.IsAbs(u.Path) {
+		return nil, fmt.Errorf("%q: want file:///absolute/dir", raw)
+	}
+	if err := os.MkdirAll(u.Path, 0o750); err != nil {
+		return nil, err
+	}
+	return audit.DirTarget{Dir: filepath.Clean(u.Path)}, nil
+}
+
+type backupMetrics struct {
+	runs        *prometheus.CounterVec
+	bytes       prometheus.Counter
+	lastSuccess prometheus.Gauge
+}
+
+// startBackup opens the bucket and starts the loop; close runs the last
+// backup and closes the bucket. Called by buildAudit once the log is open.
+func startBackup(ctx context.Context, w *Wiring, cfg config.Audit, logger *zap.Logger) (closeFn func(context.Context) error, err error) {
+	target, err := backupTarget(cfg.Backup.URL)
+	if err != nil {
+		return nil, fmt.Errorf("audit.backup.url: %w", err)
+	}
+	m := &backupMetrics{
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_audit_backup_runs_total", Help: "Copies of the audit log to audit.backup.url, by result (ok, error).",
+		}, []string{"result"}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_audit_backup_uploaded_bytes_total", Help: "Bytes uploaded by audit log backups.",
+		}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gatehouse_audit_backup_last_success_timestamp_seconds", Help: "When the last audit log backup completed (unix seconds; 0: never).",
+		}),
+	}
+	if reg := w.Metrics; reg != nil {
+		for _, c := range []prometheus.Collector{m.runs, m.bytes, m.lastSuccess} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register backup metrics: %w", err)
+			}
+		}
+	}
+	b := audit.NewBackup(cfg.Dir, target)
+	log := logger.With(zap.String("backup", redactURL(cfg.Backup.URL)))
+	run := func(ctx context.Context) {
+		st, err := b.Run(ctx)
+		m.bytes.Add(float64(st.UploadedBytes))
+		if err != nil {
+			m.runs.WithLabelValues("error").Inc()
+			log.Error("audit backup failed; retrying at the next interval", zap.Error(err))
+			return
+		}
+		m.runs.WithLabelValues("ok").Inc()
+		m.lastSuccess.SetToCurrentTime()
+		log.Debug("audit backup done", zap.Int("uploaded", st.Uploaded), zap.Int64("bytes", st.UploadedBytes), zap.Int("keys_deleted", st.Deleted))
+	}
+	every := cfg.Backup.Interval.D()
+	if every <= 0 {
+		every = DefaultBackupInterval
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		run(loopCtx)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				run(loopCtx)
+			}
+		}
+	}()
+	return func(ctx context.Context) error {
+		close(stop)
+		cancel()
+		<-done
+		// The log is closed: its last records and checkpoint go too.
+		run(ctx)
+		return nil
+	}, nil
+}
+
+// redactURL drops credentials and query parameters from a bucket URL for
+// logs (an S3 URL may carry secrets in its query).
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User, u.RawQuery = nil, ""
+	return strings.TrimSuffix(u.String(), "?")
+}
