@@ -12,6 +12,9 @@ import (
 	"strings"
 )
 
+// backupTmpDir holds DirTarget's files being written.
+const backupTmpDir = ".incoming"
+
 // DirTarget is a BackupTarget that is a directory (a mounted backup
 // volume, NFS, an object store mounted with rclone or s3fs): the copy is
 // laid out like the log, so `gatehouse audit verify --dir` checks it in
@@ -53,7 +56,13 @@ func (t DirTarget) Put(ctx context.Context, name string, r io.Reader) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+".tmp*")
+	// Temporary files live in their own folder: one left by a crash never
+	// sits among the segments, where verify would refuse it.
+	tmpDir := filepath.Join(t.Dir, backupTmpDir)
+	if err := os.MkdirAll(tmpDir, 0o750); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(tmpDir, filepath.Base(p)+".*")
 	if err != nil {
 		return err
 	}
@@ -76,6 +85,15 @@ func (t DirTarget) Put(ctx context.Context, name string, r io.Reader) error {
 		return err
 	}
 	return syncDir(dir)
+}
+
+// Clean removes files a crashed upload left half-written.
+func (t DirTarget) Clean() error {
+	err := os.RemoveAll(filepath.Join(t.Dir, backupTmpDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
 // Delete implements BackupTarget.

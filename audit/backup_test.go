@@ -71,6 +71,13 @@ func TestBackupIsAVerifiableLog(t *testing.T) {
 		t.Fatalf("verify after close: %+v %v (before %d records)", sum2, err, sum.Records)
 	}
 
+	// A temporary file a crashed upload left does not spoil the copy.
+	os.MkdirAll(filepath.Join(dst, backupTmpDir), 0o750)
+	os.WriteFile(filepath.Join(dst, backupTmpDir, "00000000000000000000.jsonl.9"), []byte("half"), 0o640)
+	if _, err := Verify(dst, VerifyOptions{}); err != nil {
+		t.Fatalf("verify with a leftover upload: %v", err)
+	}
+
 	// The copy is evidence like the original: tampering shows.
 	first := filepath.Join(dst, segmentsDir, filepath.Base(segs[0]))
 	lines := readLines(t, first)
@@ -187,5 +194,18 @@ func TestDirTargetRefusesEscapingNames(t *testing.T) {
 	}
 	if es, _ := os.ReadDir(filepath.Join(d.Dir, "segments")); len(es) != 0 {
 		t.Errorf("a cancelled Put left %v", es)
+	}
+	if es, _ := os.ReadDir(filepath.Join(d.Dir, backupTmpDir)); len(es) != 0 {
+		t.Errorf("a cancelled Put left a temporary file: %v", es)
+	}
+	// A crash mid-upload leaves its temporary file apart from the copy,
+	// which still verifies; Clean removes it.
+	os.MkdirAll(filepath.Join(d.Dir, backupTmpDir), 0o750)
+	os.WriteFile(filepath.Join(d.Dir, backupTmpDir, "00000000000000000000.jsonl.123"), []byte("half"), 0o640)
+	if err := d.Clean(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(d.Dir, backupTmpDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Clean left %v", err)
 	}
 }

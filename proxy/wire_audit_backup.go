@@ -38,7 +38,11 @@ func backupTarget(raw string) (audit.BackupTarget, error) {
 	if err := os.MkdirAll(u.Path, 0o750); err != nil {
 		return nil, err
 	}
-	return audit.DirTarget{Dir: filepath.Clean(u.Path)}, nil
+	t := audit.DirTarget{Dir: filepath.Clean(u.Path)}
+	if err := t.Clean(); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 type backupMetrics struct {
