@@ -25,7 +25,15 @@ type BackupTarget interface {
 	Delete(ctx context.Context, name string) error
 	// List names the objects under prefix.
 	List(ctx context.Context, prefix string) ([]string, error)
+	// Read returns an object's content, and false when there is none.
+	Read(ctx context.Context, name string) ([]byte, bool, error)
 }
+
+// ErrBackupDiverged means the target holds a copy that is not an earlier
+// state of this log — another log's, or this one's before a lost disk
+// was replaced by an empty log. Backup refuses to overwrite it: that copy
+// may be the only evidence left.
+var ErrBackupDiverged = errors.New("the backup target holds a log this one does not continue")
 
 // BackupStats is what one Backup.Run did.
 type BackupStats struct {
@@ -71,6 +79,13 @@ func (b *Backup) Run(ctx context.Context) (BackupStats, error) {
 		return st, fmt.Errorf("backup: %s: %w", checkpointsFile, err)
 	} else {
 		history = history[:good]
+	}
+	// The target must hold an earlier state of this log: its history a
+	// prefix of ours, none of its segments longer than ours.
+	if old, ok, err := b.target.Read(ctx, checkpointsFile); err != nil {
+		return st, fmt.Errorf("backup: read the copy's %s: %w", checkpointsFile, err)
+	} else if ok && !bytes.HasPrefix(history, old) {
+		return st, fmt.Errorf("backup: %w: its %s (%d bytes) is not a prefix of the log's (%d bytes)", ErrBackupDiverged, checkpointsFile, len(old), len(history))
 	}
 	latest, err := os.ReadFile(filepath.Join(b.dir, latestFile))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -135,6 +150,9 @@ func (b *Backup) segment(ctx context.Context, s segmentInfo, active bool, st *Ba
 	}
 	if ok && have == size {
 		return nil
+	}
+	if ok && have > size {
+		return fmt.Errorf("backup: %w: its %s has %d bytes, the log's %d", ErrBackupDiverged, name, have, size)
 	}
 	if err := b.target.Put(ctx, name, io.NewSectionReader(f, 0, size)); err != nil {
 		return fmt.Errorf("backup: upload %s: %w", name, err)

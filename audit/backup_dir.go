@@ -59,7 +59,7 @@ func (t DirTarget) Put(ctx context.Context, name string, r io.Reader) error {
 	// Temporary files live in their own folder: one left by a crash never
 	// sits among the segments, where verify would refuse it.
 	tmpDir := filepath.Join(t.Dir, backupTmpDir)
-	if err := os.MkdirAll(tmpDir, 0o750); err != nil {
+	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(tmpDir, filepath.Base(p)+".*")
@@ -68,8 +68,12 @@ func (t DirTarget) Put(ctx context.Context, name string, r io.Reader) error {
 	}
 	tmp := f.Name()
 	_, err = io.Copy(f, ctxReader{ctx, r})
+	perm := os.FileMode(0o640)
+	if strings.HasPrefix(name, keysDir+"/") {
+		perm = 0o600 // wrapped data keys: as private as the originals
+	}
 	if err == nil {
-		err = f.Chmod(0o640)
+		err = f.Chmod(perm)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -96,16 +100,43 @@ func (t DirTarget) Clean() error {
 	return err
 }
 
-// Delete implements BackupTarget.
+// Delete implements BackupTarget. The content is overwritten with zeros
+// and synced before the name goes, as Shred does with the original key.
 func (t DirTarget) Delete(_ context.Context, name string) error {
 	p, err := t.path(name)
 	if err != nil {
 		return err
 	}
+	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+		if f, err := os.OpenFile(p, os.O_WRONLY, 0); err == nil {
+			_, werr := f.Write(make([]byte, fi.Size()))
+			serr := f.Sync()
+			f.Close()
+			if werr != nil || serr != nil {
+				return errors.Join(werr, serr)
+			}
+		}
+	}
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	return syncDir(filepath.Dir(p))
+}
+
+// Read implements BackupTarget.
+func (t DirTarget) Read(_ context.Context, name string) ([]byte, bool, error) {
+	p, err := t.path(name)
+	if err != nil {
+		return nil, false, err
+	}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return b, true, nil
 }
 
 // List implements BackupTarget: the files directly under the folder

@@ -134,6 +134,41 @@ func TestBackupMirrorsShreddedKeys(t *testing.T) {
 	}
 }
 
+// TestBackupRefusesAnotherLog: after a lost disk, the empty log that
+// replaces it must not overwrite the copy that may be the only evidence
+// left; nor may another log's.
+func TestBackupRefusesAnotherLog(t *testing.T) {
+	dir, dst := t.TempDir(), t.TempDir()
+	k := testKey(t, "audit.test")
+	writeLog(t, dir, k, 42)
+	if _, err := NewBackup(dir, DirTarget{Dir: dst}).Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	before, err := Verify(dst, VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := t.TempDir()
+	writeLog(t, fresh, k, 3) // the same key, a new and shorter log
+	if _, err := NewBackup(fresh, DirTarget{Dir: dst}).Run(t.Context()); !errors.Is(err, ErrBackupDiverged) {
+		t.Fatalf("fresh log over an old backup: %v, want ErrBackupDiverged", err)
+	}
+	after, err := Verify(dst, VerifyOptions{})
+	if err != nil || after.Records != before.Records {
+		t.Fatalf("the old backup was damaged: %+v %v", after, err)
+	}
+	// A segment longer in the copy than in the log is refused as well
+	// (a copy with no history yet).
+	dst2 := t.TempDir()
+	segs := segPaths(t, dir)
+	os.MkdirAll(filepath.Join(dst2, segmentsDir), 0o750)
+	data, _ := os.ReadFile(segPaths(t, fresh)[0])
+	os.WriteFile(filepath.Join(dst2, segmentsDir, filepath.Base(segs[0])), append(data, data...), 0o640)
+	if _, err := NewBackup(fresh, DirTarget{Dir: dst2}).Run(t.Context()); !errors.Is(err, ErrBackupDiverged) {
+		t.Fatalf("longer segment in the copy: %v, want ErrBackupDiverged", err)
+	}
+}
+
 func TestCompletePrefix(t *testing.T) {
 	long := strings.Repeat("x", 200<<10)
 	for _, tc := range []struct {

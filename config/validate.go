@@ -666,7 +666,11 @@ func validateBackup(v *errorList, a Audit) {
 			return
 		}
 		dir := filepath.Clean(u.Path)
-		if rel, err := filepath.Rel(filepath.Clean(a.Dir), dir); err == nil && !strings.HasPrefix(rel, "..") {
+		logDir, err := filepath.Abs(a.Dir)
+		if err != nil {
+			logDir = filepath.Clean(a.Dir)
+		}
+		if rel, err := filepath.Rel(logDir, dir); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 			v.add("audit.backup.url", "%q is inside audit.dir: a backup must survive the disk it copies", a.Backup.URL)
 		}
 	default:

@@ -124,6 +124,15 @@ func TestValidateTable(t *testing.T) {
 			c.Audit.Dir = "/var/lib/gatehouse/audit"
 			c.Audit.Backup.URL = "file:///var/lib/gatehouse/audit/copy"
 		}, "audit.backup.url", "inside audit.dir"},
+		{"audit backup inside a relative log dir", func(c *Config) {
+			wd, _ := os.Getwd()
+			c.Audit.Dir = "data/audit"
+			c.Audit.Backup.URL = "file://" + filepath.Join(wd, "data", "audit", "copy")
+		}, "audit.backup.url", "inside audit.dir"},
+		{"audit backup beside the log", func(c *Config) {
+			c.Audit.Dir = "/var/lib/gatehouse/audit"
+			c.Audit.Backup.URL = "file:///var/lib/gatehouse/audit-backup"
+		}, "", ""},
 		{"audit backup to s3 is refused, not ignored", func(c *Config) { c.Audit.Backup.URL = "s3://bucket?region=eu-west-1" }, "audit.backup.url", "not built into this version"},
 		{"audit backup interval", func(c *Config) { c.Audit.Backup.Interval = Duration(-time.Minute) }, "audit.backup.interval", "negative"},
 		{"audit retention needs the encryption key", func(c *Config) { c.Audit.Retention = Duration(400 * 24 * time.Hour) }, "audit.retention", "needs audit.encryption_key_file"},

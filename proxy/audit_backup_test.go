@@ -13,26 +13,52 @@ import (
 	"github.com/gatehouse-dev/gatehouse/config"
 )
 
-// TestAuditBackup: a serving instance copies its log to audit.backup.url
-// while it serves (the interval) and once more at shutdown; the copy
-// verifies as a log and holds every record, the stop record included.
-func TestAuditBackup(t *testing.T) {
+// backupServer serves with audit.backup into base/backup every interval.
+func backupServer(t *testing.T, interval time.Duration) (*Server, *config.Config, string, func()) {
+	t.Helper()
 	up := streamingUpstream(t)
 	cfg, base := auditTestConfig(t, up.URL, "batch")
 	backupDir := filepath.Join(base, "backup")
-	cfg.Audit.Backup = config.AuditBackup{URL: "file://" + backupDir, Interval: config.Duration(50 * time.Millisecond)}
+	cfg.Audit.Backup = config.AuditBackup{URL: "file://" + backupDir, Interval: config.Duration(interval)}
 	s, front := newTestServer(t, cfg, stages{auth: &fakeAuth{id: alice}, authz: allowAll(), extra: func(w *Wiring) {
 		if err := buildAudit(context.Background(), w); err != nil {
 			t.Fatalf("build audit: %v", err)
 		}
 	}})
 	t.Cleanup(func() { s.runClose(context.Background()) })
-	for i := range 5 {
-		if resp, _ := get(t, front, "files.example.com", "/doc", nil); resp.StatusCode != http.StatusOK {
-			t.Fatalf("request %d: %d", i, resp.StatusCode)
+	serve := func() {
+		for i := range 5 {
+			if resp, _ := get(t, front, "files.example.com", "/doc", nil); resp.StatusCode != http.StatusOK {
+				t.Fatalf("request %d: %d", i, resp.StatusCode)
+			}
 		}
 	}
-	// Copied while serving, without waiting for the shutdown.
+	return s, cfg, backupDir, serve
+}
+
+// sameLog checks that the backup verifies and holds what the log holds.
+func sameLog(t *testing.T, logDir, backupDir string) *audit.Summary {
+	t.Helper()
+	local, err := audit.Verify(logDir, audit.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := audit.Verify(backupDir, audit.VerifyOptions{})
+	if err != nil {
+		t.Fatalf("verify backup: %v", err)
+	}
+	if copied.Records != local.Records || copied.Latest != local.Latest || copied.LastType != local.LastType {
+		t.Fatalf("backup %+v, log %+v", copied, local)
+	}
+	return copied
+}
+
+// TestAuditBackup: a serving instance copies its log to audit.backup.url
+// while it serves (every interval) and once more at shutdown; the copy
+// verifies as a log and holds every record, the stop record included.
+func TestAuditBackup(t *testing.T) {
+	s, cfg, backupDir, serve := backupServer(t, 50*time.Millisecond)
+	serve()
 	var during *audit.Summary
 	var duringErr error
 	eventually(t, func() bool {
@@ -51,21 +77,27 @@ func TestAuditBackup(t *testing.T) {
 	if err := s.runClose(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	local, err := audit.Verify(cfg.Audit.Dir, audit.VerifyOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	copied, err := audit.Verify(backupDir, audit.VerifyOptions{})
-	if err != nil {
-		t.Fatalf("verify backup: %v", err)
-	}
-	if copied.Records != local.Records || copied.Latest != local.Latest || copied.LastType != audit.TypeAuditStop {
-		t.Fatalf("backup %+v, log %+v", copied, local)
+	if got := sameLog(t, cfg.Audit.Dir, backupDir); got.LastType != audit.TypeAuditStop {
+		t.Errorf("the final backup lacks the stop record: last %s", got.LastType)
 	}
 	if _, err := os.Stat(filepath.Join(backupDir, "hashes")); err == nil {
 		t.Error("the stored-hashes cache was copied")
 	}
 	if es, _ := os.ReadDir(filepath.Join(backupDir, "segments")); len(es) == 0 || strings.HasPrefix(es[0].Name(), ".") {
 		t.Errorf("backup segments: %v", es)
+	}
+}
+
+// TestAuditBackupFinalRunOwnDeadline: a shutdown whose deadline the
+// request drain used up still makes the final backup. The interval is
+// long: only the run at start and the final run happen.
+func TestAuditBackupFinalRunOwnDeadline(t *testing.T) {
+	s, cfg, backupDir, serve := backupServer(t, time.Hour)
+	serve()
+	spent, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = s.runClose(spent)
+	if got := sameLog(t, cfg.Audit.Dir, backupDir); got.Records < 10 {
+		t.Fatalf("final backup holds %d records", got.Records)
 	}
 }

@@ -148,15 +148,17 @@ func buildAudit(ctx context.Context, w *Wiring) error {
 		go reportLoop(l, cfg.Dir, rc, opts.Key.Verifier, w.Clock, start.UTC(), stop, logger.With(zap.Int("report", i)))
 		w.OnClose(func(context.Context) error { close(stop); return nil })
 	}
+	var stopBackup func(context.Context) error
 	if cfg.Backup.URL != "" {
-		// Registered before the log's own hook: close hooks run last
-		// first, so the final backup copies the closed log.
-		closeBackup, err := startBackup(ctx, w, cfg, logger)
+		// Close hooks run last-registered first: the loop stops before the
+		// log closes, the final backup copies the closed log.
+		var finalBackup func(context.Context) error
+		stopBackup, finalBackup, err = startBackup(ctx, w, cfg, logger)
 		if err != nil {
 			l.Close(ctx)
 			return err
 		}
-		w.OnClose(closeBackup)
+		w.OnClose(finalBackup)
 	}
 	w.OnClose(func(ctx context.Context) error {
 		if err := l.Close(ctx); err != nil {
@@ -164,6 +166,9 @@ func buildAudit(ctx context.Context, w *Wiring) error {
 		}
 		return nil
 	})
+	if stopBackup != nil {
+		w.OnClose(stopBackup)
+	}
 	return nil
 }
 

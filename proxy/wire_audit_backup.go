@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,12 +52,19 @@ type backupMetrics struct {
 	lastSuccess prometheus.Gauge
 }
 
-// startBackup opens the bucket and starts the loop; close runs the last
-// backup and closes the bucket. Called by buildAudit once the log is open.
-func startBackup(ctx context.Context, w *Wiring, cfg config.Audit, logger *zap.Logger) (closeFn func(context.Context) error, err error) {
+// finalBackupTimeout bounds the backup made at shutdown. It has its own
+// deadline: the shutdown's may be spent draining requests, and the last
+// records and checkpoint must not be skipped for that.
+const finalBackupTimeout = 30 * time.Second
+
+// startBackup opens the target and starts the loop. stopLoop ends the
+// periodic runs (before the log closes, so that none overlaps its last
+// records); final makes the last run (after it closed). Called by
+// buildAudit once the log is open.
+func startBackup(ctx context.Context, w *Wiring, cfg config.Audit, logger *zap.Logger) (stopLoop, final func(context.Context) error, err error) {
 	target, err := backupTarget(cfg.Backup.URL)
 	if err != nil {
-		return nil, fmt.Errorf("audit.backup.url: %w", err)
+		return nil, nil, fmt.Errorf("audit.backup.url: %w", err)
 	}
 	m := &backupMetrics{
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -72,7 +80,7 @@ func startBackup(ctx context.Context, w *Wiring, cfg config.Audit, logger *zap.L
 	if reg := w.Metrics; reg != nil {
 		for _, c := range []prometheus.Collector{m.runs, m.bytes, m.lastSuccess} {
 			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register backup metrics: %w", err)
+				return nil, nil, fmt.Errorf("register backup metrics: %w", err)
 			}
 		}
 	}
@@ -110,14 +118,24 @@ func startBackup(ctx context.Context, w *Wiring, cfg config.Audit, logger *zap.L
 			}
 		}
 	}()
-	return func(ctx context.Context) error {
-		close(stop)
-		cancel()
-		<-done
-		// The log is closed: its last records and checkpoint go too.
-		run(ctx)
+	var once sync.Once
+	stopLoop = func(context.Context) error {
+		once.Do(func() {
+			close(stop)
+			cancel()
+			<-done
+		})
 		return nil
-	}, nil
+	}
+	final = func(ctx context.Context) error {
+		_ = stopLoop(ctx)
+		// The log is closed: its last records and checkpoint go too.
+		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), finalBackupTimeout)
+		defer fcancel()
+		run(fctx)
+		return nil
+	}
+	return stopLoop, final, nil
 }
 
 // redactURL drops credentials and query parameters from a bucket URL for
