@@ -128,7 +128,7 @@ type AuditPublish struct {
 
 // AuditBackup copies the audit log directory to a bucket.
 type AuditBackup struct {
-	URL      string   `yaml:"url"`      // file:///absolute/dir, outside audit.dir
+	URL      string   `yaml:"url"`      // file:///absolute/dir (outside audit.dir) or s3://bucket/prefix?endpoint=&region=
 	Interval Duration `yaml:"interval"` // how often (default 5m), and once more at shutdown
 }
 

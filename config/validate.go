@@ -652,7 +652,8 @@ func (c *Config) validateRoutes(v *errorList) {
 }
 
 // validateBackup checks audit.backup.url: a scheme this build can write
-// to, and a file:// target that is an absolute directory outside the log.
+// to (file, s3), a file:// target that is an absolute directory outside
+// the log, an s3:// one without credentials in it.
 func validateBackup(v *errorList, a Audit) {
 	u, err := url.Parse(a.Backup.URL)
 	if err != nil {
@@ -673,7 +674,16 @@ func validateBackup(v *errorList, a Audit) {
 		if rel, err := filepath.Rel(logDir, dir); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 			v.add("audit.backup.url", "%q is inside audit.dir: a backup must survive the disk it copies", a.Backup.URL)
 		}
+	case "s3":
+		// The parameters are checked where the target is opened
+		// (internal/s3target, also run by `gatehouse check`).
+		if u.Host == "" {
+			v.add("audit.backup.url", "%q: want s3://bucket[/prefix][?endpoint=host:port&region=...]", a.Backup.URL)
+		}
+		if u.User != nil {
+			v.add("audit.backup.url", "credentials do not belong in the URL (it is logged): use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the AWS credentials file or an IAM role")
+		}
 	default:
-		v.add("audit.backup.url", "%q: scheme %q is not built into this version: use file:///dir (a mounted backup volume, NFS, or an object store mounted with rclone or s3fs)", a.Backup.URL, u.Scheme)
+		v.add("audit.backup.url", "%q: scheme %q is not supported: file:///dir or s3://bucket", a.Backup.URL, u.Scheme)
 	}
 }

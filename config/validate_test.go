@@ -133,7 +133,10 @@ func TestValidateTable(t *testing.T) {
 			c.Audit.Dir = "/var/lib/gatehouse/audit"
 			c.Audit.Backup.URL = "file:///var/lib/gatehouse/audit-backup"
 		}, "", ""},
-		{"audit backup to s3 is refused, not ignored", func(c *Config) { c.Audit.Backup.URL = "s3://bucket?region=eu-west-1" }, "audit.backup.url", "not built into this version"},
+		{"audit backup to s3", func(c *Config) { c.Audit.Backup.URL = "s3://bucket/gatehouse?region=eu-west-1" }, "", ""},
+		{"audit backup s3 credentials in the URL", func(c *Config) { c.Audit.Backup.URL = "s3://AKIA:secret@bucket" }, "audit.backup.url", "do not belong in the URL"},
+		{"audit backup s3 without bucket", func(c *Config) { c.Audit.Backup.URL = "s3:///x" }, "audit.backup.url", "want s3://bucket"},
+		{"audit backup ftp is refused, not ignored", func(c *Config) { c.Audit.Backup.URL = "ftp://backup/x" }, "audit.backup.url", "not supported"},
 		{"audit backup interval", func(c *Config) { c.Audit.Backup.Interval = Duration(-time.Minute) }, "audit.backup.interval", "negative"},
 		{"audit retention needs the encryption key", func(c *Config) { c.Audit.Retention = Duration(400 * 24 * time.Hour) }, "audit.retention", "needs audit.encryption_key_file"},
 		{"audit retention short", func(c *Config) { c.Audit.Retention = Duration(time.Hour) }, "audit.retention", "shorter than a day"},

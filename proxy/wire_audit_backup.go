@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/config"
+	"github.com/gatehouse-dev/gatehouse/internal/s3target"
 )
 
 // wire_audit_backup.go runs audit.Backup for audit.backup: every
@@ -27,11 +28,28 @@ import (
 // audit.backup.interval is not set.
 const DefaultBackupInterval = 5 * time.Minute
 
-// backupTarget opens audit.backup.url (validated by config: file:///dir).
+func init() { RegisterChecker("audit backup", checkBackup) }
+
+// checkBackup is `gatehouse check`'s look at an s3:// target's parameters
+// (config validates the rest without knowing S3).
+func checkBackup(_ context.Context, cfg *config.Config) error {
+	if strings.HasPrefix(cfg.Audit.Backup.URL, "s3:") {
+		if _, err := s3target.ParseURL(cfg.Audit.Backup.URL); err != nil {
+			return fmt.Errorf("audit.backup.url: %w", err)
+		}
+	}
+	return nil
+}
+
+// backupTarget opens audit.backup.url (validated by config): a directory
+// (file:///dir) or an S3 bucket (s3://bucket/prefix, internal/s3target).
 func backupTarget(raw string) (audit.BackupTarget, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, err
+	}
+	if u.Scheme == "s3" {
+		return s3target.Open(raw)
 	}
 	if u.Scheme != "file" || u.Host != "" || !filepath.IsAbs(u.Path) {
 		return nil, fmt.Errorf("%q: want file:///absolute/dir", raw)

@@ -1,5 +1,5 @@
 // Package testenv finds the real peers that integration tests talk to
-// (oidc-provider, Dex, Pebble, redis-server, nginx, Chromium) and starts
+// (oidc-provider, Dex, Pebble, redis-server, nginx, Chromium, s3rver) and starts
 // them on loopback. scripts/install-deps.sh installs them; `make test` runs
 // it first. A test may skip a missing peer only under -short: in `make test`
 // a missing peer is a failure, never a silent skip.
