@@ -41,9 +41,10 @@ func checkBackup(_ context.Context, cfg *config.Config) error {
 	return nil
 }
 
-// backupTarget opens audit.backup.url (validated by config): a directory
-// (file:///dir) or an S3 bucket (s3://bucket/prefix, internal/s3target).
-func backupTarget(raw string) (audit.BackupTarget, error) {
+// OpenBackupTarget opens a backup URL as audit.backup.url takes it: a
+// directory (file:///dir) or an S3 bucket (s3://bucket/prefix,
+// internal/s3target). `gatehouse audit backup` uses it too.
+func OpenBackupTarget(raw string) (audit.BackupTarget, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, err
@@ -80,7 +81,7 @@ const finalBackupTimeout = 30 * time.Second
 // records); final makes the last run (after it closed). Called by
 // buildAudit once the log is open.
 func startBackup(ctx context.Context, w *Wiring, cfg config.Audit, logger *zap.Logger) (stopLoop, final func(context.Context) error, err error) {
-	target, err := backupTarget(cfg.Backup.URL)
+	target, err := OpenBackupTarget(cfg.Backup.URL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("audit.backup.url: %w", err)
 	}

@@ -19,7 +19,8 @@ import (
 	"github.com/gatehouse-dev/gatehouse/audit/report"
 )
 
-// The audit subcommands: verify, prove, check-proof, report, search, shred.
+// The audit subcommands: verify, prove, check-proof, report, search, shred
+// (and backup, audit_backup.go).
 // Each parses flags and calls into package audit.
 
 func init() {
