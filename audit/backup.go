@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +47,11 @@ type BackupStats struct {
 // not lose the evidence: the copy is itself a log directory that `gatehouse
 // audit verify` checks like the original.
 //
+// A target holds one log: the first run writes the log's identity there
+// (backup-of: the hash of its first record) and every run checks it, so a
+// new log after a lost disk, or a second replica given the same URL, never
+// overwrites another log's copy (ErrBackupDiverged).
+//
 // Each Run reads the checkpoint history first and the segments after it,
 // and uploads in the other order — segments, data keys, key.pub, then the
 // checkpoints — so that the copy never holds a checkpoint for records it
@@ -69,6 +75,10 @@ func NewBackup(dir string, target BackupTarget) *Backup {
 // errors leave what was uploaded in place for the next run to complete.
 func (b *Backup) Run(ctx context.Context) (BackupStats, error) {
 	var st BackupStats
+	// 0. Whose copy the target holds: written first, checked every run.
+	if err := b.claim(ctx, &st); err != nil {
+		return st, err
+	}
 	// 1. The checkpoint history, cut at its last complete note (a write in
 	// progress is left for the next run), and the latest copy.
 	history, err := os.ReadFile(filepath.Join(b.dir, checkpointsFile))
@@ -123,6 +133,72 @@ func (b *Backup) Run(ctx context.Context) (BackupStats, error) {
 		}
 	}
 	return st, nil
+}
+
+// identityFile names the object that says which log a target copies.
+const identityFile = "backup-of"
+
+// identity is this log's name for its backups: the SHA-256 of its first
+// record (the start record, unique to the log) and its origin line.
+func (b *Backup) identity() ([]byte, error) {
+	segs, err := listSegments(b.dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(segs) == 0 {
+		return nil, fmt.Errorf("no records yet in %s", b.dir)
+	}
+	f, err := os.Open(segs[0].Path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	line, _, complete, err := newLineScanner(f).next()
+	if err != nil {
+		return nil, fmt.Errorf("first record of %s: %w", segs[0].Name, err)
+	}
+	if !complete {
+		return nil, fmt.Errorf("first record of %s is still being written", segs[0].Name)
+	}
+	sum := sha256.Sum256(line)
+	return fmt.Appendf(nil, "gatehouse audit log backup\nfirst-record-sha256 %x\n", sum), nil
+}
+
+// claim makes sure the target copies this log: an empty target is claimed
+// (the identity object first), one that names another log — or holds
+// segments without naming any — is refused before anything is written.
+func (b *Backup) claim(ctx context.Context, st *BackupStats) error {
+	id, err := b.identity()
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	have, ok, err := b.target.Read(ctx, identityFile)
+	if err != nil {
+		return fmt.Errorf("backup: read the copy's %s: %w", identityFile, err)
+	}
+	if ok {
+		if !bytes.Equal(have, id) {
+			return fmt.Errorf("backup: %w: its %s names another log", ErrBackupDiverged, identityFile)
+		}
+		return nil
+	}
+	for _, folder := range []string{segmentsDir + "/", keysDir + "/"} {
+		names, err := b.target.List(ctx, folder)
+		if err != nil {
+			return fmt.Errorf("backup: list the copy's %s: %w", folder, err)
+		}
+		for _, n := range names {
+			if folder == segmentsDir+"/" || strings.HasSuffix(n, ".key") {
+				return fmt.Errorf("backup: %w: it holds %s without saying whose", ErrBackupDiverged, n)
+			}
+		}
+	}
+	if err := b.target.Put(ctx, identityFile, bytes.NewReader(id)); err != nil {
+		return fmt.Errorf("backup: claim the target: %w", err)
+	}
+	st.Uploaded++
+	st.UploadedBytes += int64(len(id))
+	return nil
 }
 
 // segment uploads one segment if the target's copy is shorter: closed
@@ -207,7 +283,9 @@ func (b *Backup) keys(ctx context.Context, st *BackupStats) error {
 		return fmt.Errorf("backup: list %s: %w", keysDir, err)
 	}
 	for _, name := range remote {
-		if !local[name] {
+		// Only wrapped data keys are ever mirrored, so only they are
+		// deleted: nothing else under keys/ is ours to remove.
+		if !local[name] && strings.HasSuffix(name, ".key") {
 			if err := b.target.Delete(ctx, name); err != nil {
 				return fmt.Errorf("backup: delete %s: %w", name, err)
 			}

@@ -107,7 +107,8 @@ func (t DirTarget) Delete(_ context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+	// Lstat: a symbolic link is removed, never followed and zeroed.
+	if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
 		if f, err := os.OpenFile(p, os.O_WRONLY, 0); err == nil {
 			_, werr := f.Write(make([]byte, fi.Size()))
 			serr := f.Sync()

@@ -169,6 +169,35 @@ func TestBackupRefusesAnotherLog(t *testing.T) {
 	}
 }
 
+// TestBackupClaimsItsTarget: two replicas given the same target before
+// either wrote a checkpoint cannot take turns overwriting it; files under
+// keys/ that are not wrapped data keys are never deleted.
+func TestBackupClaimsItsTarget(t *testing.T) {
+	k := testKey(t, "audit.test")
+	a, b, dst := t.TempDir(), t.TempDir(), t.TempDir()
+	for i, d := range []string{a, b} {
+		l := openTest(t, d, k, func(o *Options) { o.Clock = fakeClock(t0.Add(time.Duration(i) * time.Hour)) })
+		if _, err := l.Append(t.Context(), decisionRec(1)); err != nil {
+			t.Fatal(err)
+		}
+		l.Close(t.Context())
+	}
+	os.MkdirAll(filepath.Join(dst, keysDir), 0o700)
+	os.WriteFile(filepath.Join(dst, keysDir, "README"), []byte("not a key"), 0o600)
+	if _, err := NewBackup(a, DirTarget{Dir: dst}).Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewBackup(b, DirTarget{Dir: dst}).Run(t.Context()); !errors.Is(err, ErrBackupDiverged) {
+		t.Fatalf("second log on a claimed target: %v, want ErrBackupDiverged", err)
+	}
+	if _, err := NewBackup(a, DirTarget{Dir: dst}).Run(t.Context()); err != nil {
+		t.Fatalf("the owner's next run: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, keysDir, "README")); err != nil {
+		t.Errorf("a file under keys/ that is not a data key was deleted: %v", err)
+	}
+}
+
 func TestCompletePrefix(t *testing.T) {
 	long := strings.Repeat("x", 200<<10)
 	for _, tc := range []struct {

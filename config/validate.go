@@ -652,38 +652,70 @@ func (c *Config) validateRoutes(v *errorList) {
 }
 
 // validateBackup checks audit.backup.url: a scheme this build can write
-// to (file, s3), a file:// target that is an absolute directory outside
-// the log, an s3:// one without credentials in it.
+// to (file, s3), a file:// target that is an absolute directory neither
+// inside the log nor holding it, an s3:// one without credentials in it.
+// Messages quote the URL without its credentials.
 func validateBackup(v *errorList, a Audit) {
+	shown := RedactURL(a.Backup.URL)
 	u, err := url.Parse(a.Backup.URL)
 	if err != nil {
-		v.add("audit.backup.url", "%q: not a URL", a.Backup.URL)
+		v.add("audit.backup.url", "%q: not a URL", shown)
 		return
 	}
 	switch u.Scheme {
 	case "file":
 		if u.Host != "" || !filepath.IsAbs(u.Path) {
-			v.add("audit.backup.url", "%q: want file:///absolute/dir (three slashes)", a.Backup.URL)
+			v.add("audit.backup.url", "%q: want file:///absolute/dir (three slashes)", shown)
 			return
 		}
-		dir := filepath.Clean(u.Path)
-		logDir, err := filepath.Abs(a.Dir)
-		if err != nil {
-			logDir = filepath.Clean(a.Dir)
-		}
-		if rel, err := filepath.Rel(logDir, dir); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			v.add("audit.backup.url", "%q is inside audit.dir: a backup must survive the disk it copies", a.Backup.URL)
+		if DirsOverlap(a.Dir, u.Path) {
+			v.add("audit.backup.url", "%q and audit.dir %q overlap: a backup must be apart from the log it copies (and must survive its disk)", shown, a.Dir)
 		}
 	case "s3":
 		// The parameters are checked where the target is opened
 		// (internal/s3target, also run by `gatehouse check`).
 		if u.Host == "" {
-			v.add("audit.backup.url", "%q: want s3://bucket[/prefix][?endpoint=host:port&region=...]", a.Backup.URL)
+			v.add("audit.backup.url", "%q: want s3://bucket[/prefix][?endpoint=host:port&region=...]", shown)
 		}
 		if u.User != nil {
 			v.add("audit.backup.url", "credentials do not belong in the URL (it is logged): use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the AWS credentials file or an IAM role")
 		}
 	default:
-		v.add("audit.backup.url", "%q: scheme %q is not supported: file:///dir or s3://bucket", a.Backup.URL, u.Scheme)
+		v.add("audit.backup.url", "%q: scheme %q is not supported: file:///dir or s3://bucket", shown, u.Scheme)
 	}
+}
+
+// DirsOverlap reports whether one directory is the other or inside it
+// (relative paths are taken from the working directory).
+func DirsOverlap(a, b string) bool {
+	abs := func(p string) string {
+		if q, err := filepath.Abs(p); err == nil {
+			return q
+		}
+		return filepath.Clean(p)
+	}
+	inside := func(dir, p string) bool {
+		rel, err := filepath.Rel(dir, p)
+		return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+	}
+	a, b = abs(a), abs(b)
+	return inside(a, b) || inside(b, a)
+}
+
+// RedactURL hides a URL's credentials (user:password@) for messages and
+// logs; its query is kept.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if i := strings.LastIndex(raw, "@"); i >= 0 {
+			if j := strings.Index(raw, "://"); j >= 0 && j < i {
+				return raw[:j+3] + "REDACTED@" + raw[i+1:]
+			}
+		}
+		return raw
+	}
+	if u.User != nil {
+		u.User = url.User("REDACTED")
+	}
+	return u.String()
 }

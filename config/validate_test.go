@@ -123,12 +123,17 @@ func TestValidateTable(t *testing.T) {
 		{"audit backup inside the log", func(c *Config) {
 			c.Audit.Dir = "/var/lib/gatehouse/audit"
 			c.Audit.Backup.URL = "file:///var/lib/gatehouse/audit/copy"
-		}, "audit.backup.url", "inside audit.dir"},
+		}, "audit.backup.url", "overlap"},
 		{"audit backup inside a relative log dir", func(c *Config) {
 			wd, _ := os.Getwd()
 			c.Audit.Dir = "data/audit"
 			c.Audit.Backup.URL = "file://" + filepath.Join(wd, "data", "audit", "copy")
-		}, "audit.backup.url", "inside audit.dir"},
+		}, "audit.backup.url", "overlap"},
+		{"audit backup holding the log", func(c *Config) {
+			c.Audit.Dir = "/x/data/audit"
+			c.Audit.Backup.URL = "file:///x/data"
+		}, "audit.backup.url", "overlap"},
+		{"audit backup error hides credentials", func(c *Config) { c.Audit.Backup.URL = "s3://AKIA:s3cr3t@/x" }, "audit.backup.url", "REDACTED"},
 		{"audit backup beside the log", func(c *Config) {
 			c.Audit.Dir = "/var/lib/gatehouse/audit"
 			c.Audit.Backup.URL = "file:///var/lib/gatehouse/audit-backup"
@@ -304,5 +309,35 @@ func TestValidateNoSideEffects(t *testing.T) {
 	}
 	if !reflect.DeepEqual(empty, Config{}) {
 		t.Error("Validate filled in fields of an empty config")
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for raw, want := range map[string]string{
+		"s3://AKIA:s3cr3t@bucket/x?region=r": "s3://REDACTED@bucket/x?region=r",
+		"s3://bucket/x":                      "s3://bucket/x",
+		"s3://AKIA:s3cr3t@/x%zz":             "s3://REDACTED@/x%zz",
+		"file:///mnt/b":                      "file:///mnt/b",
+	} {
+		if got := RedactURL(raw); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}
+
+func TestDirsOverlap(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"/x/audit", "/x/audit", true},
+		{"/x/audit", "/x/audit/copy", true},
+		{"/x/audit", "/x", true},
+		{"/x/audit", "/x/audit-backup", false},
+		{"/x/audit", "/y", false},
+	} {
+		if got := DirsOverlap(tc.a, tc.b); got != tc.want {
+			t.Errorf("DirsOverlap(%q, %q) = %v", tc.a, tc.b, got)
+		}
 	}
 }

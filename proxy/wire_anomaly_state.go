@@ -66,7 +66,7 @@ func (k *stateKeeper) read(now time.Time) error {
 	err = k.ms.LoadState(bufio.NewReader(f))
 	f.Close()
 	if errors.Is(err, anomaly.ErrState) {
-		aside := k.path + ".unreadable-" + now.UTC().Format("20060102T150405Z")
+		aside := k.path + ".unreadable-" + now.UTC().Format("20060102T150405.000000000Z")
 		if rerr := os.Rename(k.path, aside); rerr != nil {
 			return fmt.Errorf("anomaly state %s: %w (and it cannot be moved aside: %w)", k.path, err, rerr)
 		}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -41,19 +42,23 @@ func checkBackup(_ context.Context, cfg *config.Config) error {
 	return nil
 }
 
-// OpenBackupTarget opens a backup URL as audit.backup.url takes it: a
-// directory (file:///dir) or an S3 bucket (s3://bucket/prefix,
-// internal/s3target). `gatehouse audit backup` uses it too.
-func OpenBackupTarget(raw string) (audit.BackupTarget, error) {
+// OpenBackupTarget opens a backup URL for the log in logDir as
+// audit.backup.url takes it: a directory (file:///dir, apart from logDir)
+// or an S3 bucket (s3://bucket/prefix, internal/s3target). `gatehouse
+// audit backup` uses it too.
+func OpenBackupTarget(raw, logDir string) (audit.BackupTarget, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%q: not a URL", config.RedactURL(raw))
 	}
 	if u.Scheme == "s3" {
 		return s3target.Open(raw)
 	}
 	if u.Scheme != "file" || u.Host != "" || !filepath.IsAbs(u.Path) {
-		return nil, fmt.Errorf("%q: want file:///absolute/dir", raw)
+		return nil, fmt.Errorf("%q: want file:///absolute/dir or s3://bucket/prefix", config.RedactURL(raw))
+	}
+	if config.DirsOverlap(logDir, u.Path) {
+		return nil, fmt.Errorf("%q and the log %s overlap: a backup must be apart from the log it copies", raw, logDir)
 	}
 	if err := os.MkdirAll(u.Path, 0o750); err != nil {
 		return nil, err
@@ -81,7 +86,7 @@ const finalBackupTimeout = 30 * time.Second
 // records); final makes the last run (after it closed). Called by
 // buildAudit once the log is open.
 func startBackup(ctx context.Context, w *Wiring, cfg config.Audit, logger *zap.Logger) (stopLoop, final func(context.Context) error, err error) {
-	target, err := OpenBackupTarget(cfg.Backup.URL)
+	target, err := OpenBackupTarget(cfg.Backup.URL, cfg.Dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("audit.backup.url: %w", err)
 	}
@@ -105,7 +110,19 @@ func startBackup(ctx context.Context, w *Wiring, cfg config.Audit, logger *zap.L
 	}
 	b := audit.NewBackup(cfg.Dir, target)
 	log := logger.With(zap.String("backup", redactURL(cfg.Backup.URL)))
+	if o, err := s3target.ParseURL(cfg.Backup.URL); err == nil && o.Insecure && !loopbackHost(o.Endpoint) {
+		log.Warn("audit backup over plain HTTP to a host that is not loopback (insecure=true): the records travel unencrypted", zap.String("endpoint", o.Endpoint))
+	}
+	every := cfg.Backup.Interval.D()
+	if every <= 0 {
+		every = DefaultBackupInterval
+	}
+	// A stalled store must not hold the next runs up: each run has the
+	// interval (at least a minute) to finish.
+	runFor := max(every, time.Minute)
 	run := func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, runFor)
+		defer cancel()
 		st, err := b.Run(ctx)
 		m.bytes.Add(float64(st.UploadedBytes))
 		if err != nil {
@@ -116,10 +133,6 @@ func startBackup(ctx context.Context, w *Wiring, cfg config.Audit, logger *zap.L
 		m.runs.WithLabelValues("ok").Inc()
 		m.lastSuccess.SetToCurrentTime()
 		log.Debug("audit backup done", zap.Int("uploaded", st.Uploaded), zap.Int64("bytes", st.UploadedBytes), zap.Int("keys_deleted", st.Deleted))
-	}
-	every := cfg.Backup.Interval.D()
-	if every <= 0 {
-		every = DefaultBackupInterval
 	}
 	stop, done := make(chan struct{}), make(chan struct{})
 	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -157,13 +170,25 @@ func startBackup(ctx context.Context, w *Wiring, cfg config.Audit, logger *zap.L
 	return stopLoop, final, nil
 }
 
-// redactURL drops credentials and query parameters from a bucket URL for
-// logs (an S3 URL may carry secrets in its query).
+// redactURL is a backup URL for logs: no credentials, no query.
 func redactURL(raw string) string {
-	u, err := url.Parse(raw)
+	u, err := url.Parse(config.RedactURL(raw))
 	if err != nil {
 		return "(unparsable URL)"
 	}
-	u.User, u.RawQuery = nil, ""
+	u.RawQuery = ""
 	return strings.TrimSuffix(u.String(), "?")
+}
+
+// loopbackHost reports whether host[:port] names this machine.
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -28,7 +28,7 @@ func runAuditBackup(ctx context.Context, args []string, stdout, stderr io.Writer
 		fs.Usage()
 		return exitUsage
 	}
-	target, err := proxy.OpenBackupTarget(*to)
+	target, err := proxy.OpenBackupTarget(*to, pos[0])
 	if err != nil {
 		fmt.Fprintf(stderr, "audit backup: %v\n", err)
 		return exitUsage

@@ -21,7 +21,7 @@ func TestAuditBackupCLI(t *testing.T) {
 	if code, _, errOut := runCLI("audit", "backup", other, "--to", "file://"+dst); code != 1 || !strings.Contains(errOut, "choose a new target") {
 		t.Fatalf("another log over the copy: %d\n%s", code, errOut)
 	}
-	for _, args := range [][]string{{"audit", "backup", dir}, {"audit", "backup", "--to", "file://" + dst}, {"audit", "backup", dir, "--to", "relative/dir"}, {"audit", "backup", dir, "--to", "s3://u:p@b"}} {
+	for _, args := range [][]string{{"audit", "backup", dir}, {"audit", "backup", "--to", "file://" + dst}, {"audit", "backup", dir, "--to", "relative/dir"}, {"audit", "backup", dir, "--to", "s3://u:p@b"}, {"audit", "backup", dir, "--to", "file://" + filepath.Dir(dir)}} {
 		if code, _, _ := runCLI(args...); code != exitUsage {
 			t.Errorf("%v: exit %d, want usage", args, code)
 		}

@@ -47,13 +47,14 @@ type Options struct {
 func ParseURL(raw string) (Options, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return Options{}, fmt.Errorf("%w: %w", ErrURL, err)
-	}
-	if u.Scheme != "s3" || u.Host == "" {
-		return Options{}, fmt.Errorf("%w: %q: want s3://bucket[/prefix]", ErrURL, raw)
+		// url.Error quotes the URL, credentials and all.
+		return Options{}, fmt.Errorf("%w: not a URL", ErrURL)
 	}
 	if u.User != nil {
 		return Options{}, fmt.Errorf("%w: credentials do not belong in the URL (it is logged): use the environment or the AWS credentials file", ErrURL)
+	}
+	if u.Scheme != "s3" || u.Host == "" {
+		return Options{}, fmt.Errorf("%w: %q: want s3://bucket[/prefix]", ErrURL, raw)
 	}
 	o := Options{Bucket: u.Host, Prefix: strings.Trim(u.Path, "/"), Endpoint: "s3.amazonaws.com"}
 	if o.Prefix != "" {

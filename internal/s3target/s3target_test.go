@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,8 +32,12 @@ func TestParseURL(t *testing.T) {
 		{"s3://b?insecure=maybe", Options{}, true},
 		{"s3://b?acl=public-read", Options{}, true},
 		{"file:///x", Options{}, true},
+		{"s3://AKIA:s3cr3t@/x%zz", Options{}, true},
 	} {
 		got, err := ParseURL(tc.raw)
+		if err != nil && strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("ParseURL(%q): the error shows the secret: %v", tc.raw, err)
+		}
 		if (err != nil) != tc.err || (err == nil && got != tc.want) {
 			t.Errorf("ParseURL(%q) = %+v, %v", tc.raw, got, err)
 		}

@@ -59,7 +59,7 @@ const extraHeaders = "headers"
 
 // assertionLike has the length of the signed assertion Gatehouse sends
 // for the bench's user (an ES256 JWT of about 880 bytes).
-var assertionLike = "eyJhbGciOiJFUzI1NiJ9." + strings.Repeat("eyJzdWIiOiJhbGljZSJ9", 40) + ".c2ln"
+var assertionLike = "eyJhbGciOiJFUzI1NiJ9." + strings.Repeat("eyJzdWIiOiJhbGljZSJ9", 43) + ".c2ln"
 
 func addIdentityHeaders(h http.Header) {
 	h["X-Gatehouse-Assertion"] = []string{assertionLike}
