@@ -103,6 +103,17 @@ func TestDemoTour(t *testing.T) {
 	if !strings.Contains(string(html), "bulk-download-at-night") {
 		t.Fatal("the report does not list the anomaly")
 	}
+	// Stopped, the demo leaves a backup copy that verifies like the log
+	// (audit.backup's final run), and its anomaly state (anomaly.state_file).
+	_ = cmd.Process.Signal(os.Interrupt)
+	_ = cmd.Wait()
+	backup := exec.Command(bin, "audit", "verify", filepath.Join(dir, "audit-backup"), "--key", filepath.Join(dir, "keys", "audit.pub"))
+	if b, err := backup.CombinedOutput(); err != nil || !strings.HasPrefix(string(b), "OK") {
+		t.Fatalf("audit verify of the backup: %v\n%s", err, b)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "anomaly.state")); err != nil {
+		t.Errorf("no anomaly state saved: %v", err)
+	}
 }
 
 func pairFree(p int) bool {
