@@ -36,6 +36,33 @@ var droppedHeaders = map[string]bool{
 // itself sends upstream (a client must not be able to pre-fill them).
 var droppedPrefixes = []string{"x-forwarded-", "x-gatehouse-", "x-original-forwarded-"}
 
+// headerFact is what HeadersFromHTTP needs of a header name.
+type headerFact struct {
+	lower   string
+	dropped bool
+}
+
+// commonHeaders holds, for the names browsers and API clients send on
+// nearly every request (in net/http's canonical spelling), their lower
+// case and whether they are dropped — computed once, so the request path
+// folds no string for them. A fixed table: client-chosen names never
+// grow it.
+var commonHeaders = func() map[string]headerFact {
+	m := map[string]headerFact{}
+	for _, n := range []string{
+		"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control", "Connection",
+		"Content-Length", "Content-Type", "Cookie", "Dnt", "Forwarded", "If-Match", "If-Modified-Since",
+		"If-None-Match", "If-Range", "Origin", "Pragma", "Priority", "Range", "Referer", "Sec-Ch-Ua",
+		"Sec-Ch-Ua-Mobile", "Sec-Ch-Ua-Platform", "Sec-Fetch-Dest", "Sec-Fetch-Mode", "Sec-Fetch-Site",
+		"Sec-Fetch-User", "Sec-Websocket-Key", "Sec-Websocket-Version", "Te", "Upgrade",
+		"Upgrade-Insecure-Requests", "User-Agent", "Via", "X-Csrf-Token", "X-Forwarded-For",
+		"X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "X-Requested-With",
+	} {
+		m[n] = headerFact{lower: strings.ToLower(n), dropped: droppedFolded(n)}
+	}
+	return m
+}()
+
 // MaxHeaderValue bounds one header value in the input document; longer
 // values are cut (the policy input is also what the audit log keeps).
 const MaxHeaderValue = 1024
@@ -43,6 +70,13 @@ const MaxHeaderValue = 1024
 // DroppedHeader reports whether a header (any case) is left out of the
 // input document.
 func DroppedHeader(name string) bool {
+	if f, ok := commonHeaders[name]; ok {
+		return f.dropped
+	}
+	return droppedFolded(name)
+}
+
+func droppedFolded(name string) bool {
 	// '_' folds to '-': many servers read X_Forwarded_For as
 	// X-Forwarded-For, so the spelling must not smuggle one in.
 	n := strings.ReplaceAll(strings.ToLower(name), "_", "-")
@@ -65,10 +99,21 @@ func HeadersFromHTTP(h http.Header, extra ...string) map[string]string {
 	out := make(map[string]string, len(h))
 next:
 	for name, vs := range h {
-		if len(vs) == 0 || DroppedHeader(name) {
+		if len(vs) == 0 {
 			continue
 		}
-		n := strings.ToLower(name)
+		var n string
+		if f, ok := commonHeaders[name]; ok {
+			if f.dropped {
+				continue
+			}
+			n = f.lower
+		} else {
+			if droppedFolded(name) {
+				continue
+			}
+			n = strings.ToLower(name)
+		}
 		for _, e := range extra {
 			if strings.EqualFold(e, n) {
 				continue next
