@@ -10,6 +10,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/gatehouse-dev/gatehouse/internal/atomicfile"
 )
 
 // backupTmpDir holds DirTarget's files being written.
@@ -62,33 +64,11 @@ func (t DirTarget) Put(ctx context.Context, name string, r io.Reader) error {
 	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(tmpDir, filepath.Base(p)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = io.Copy(f, ctxReader{ctx, r})
 	perm := os.FileMode(0o640)
 	if strings.HasPrefix(name, keysDir+"/") {
 		perm = 0o600 // wrapped data keys: as private as the originals
 	}
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
+	return atomicfile.WriteFrom(p, ctxReader{ctx, r}, perm, tmpDir)
 }
 
 // Clean removes files a crashed upload left half-written.
