@@ -28,6 +28,9 @@ type BackupTarget interface {
 	List(ctx context.Context, prefix string) ([]string, error)
 	// Read returns an object's content, and false when there is none.
 	Read(ctx context.Context, name string) ([]byte, bool, error)
+	// Create writes an object only if there is none, atomically, and
+	// reports whether it did: of two writers, one wins.
+	Create(ctx context.Context, name string, data []byte) (bool, error)
 }
 
 // ErrBackupDiverged means the target holds a copy that is not an earlier
@@ -193,8 +196,16 @@ func (b *Backup) claim(ctx context.Context, st *BackupStats) error {
 			}
 		}
 	}
-	if err := b.target.Put(ctx, identityFile, bytes.NewReader(id)); err != nil {
+	created, err := b.target.Create(ctx, identityFile, id)
+	if err != nil {
 		return fmt.Errorf("backup: claim the target: %w", err)
+	}
+	if !created {
+		// Another log claimed the empty target in the same instant.
+		if have, _, err := b.target.Read(ctx, identityFile); err != nil || !bytes.Equal(have, id) {
+			return fmt.Errorf("backup: %w: another log claimed it first", ErrBackupDiverged)
+		}
+		return nil
 	}
 	st.Uploaded++
 	st.UploadedBytes += int64(len(id))

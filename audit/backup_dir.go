@@ -71,6 +71,34 @@ func (t DirTarget) Put(ctx context.Context, name string, r io.Reader) error {
 	return atomicfile.WriteFrom(p, ctxReader{ctx, r}, perm, tmpDir)
 }
 
+// Create implements BackupTarget: the file is written under .incoming/ and
+// hard-linked into place, which fails if the name exists.
+func (t DirTarget) Create(_ context.Context, name string, data []byte) (bool, error) {
+	p, err := t.path(name)
+	if err != nil {
+		return false, err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+		return false, err
+	}
+	tmpDir := filepath.Join(t.Dir, backupTmpDir)
+	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
+		return false, err
+	}
+	tmp := filepath.Join(tmpDir, filepath.Base(p)+".create")
+	if err := atomicfile.WriteFile(tmp, data, 0o640); err != nil {
+		return false, err
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, p); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, syncDir(filepath.Dir(p))
+}
+
 // Clean removes files a crashed upload left half-written.
 func (t DirTarget) Clean() error {
 	err := os.RemoveAll(filepath.Join(t.Dir, backupTmpDir))

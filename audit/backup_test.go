@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -271,5 +272,21 @@ func TestDirTargetRefusesEscapingNames(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(d.Dir, backupTmpDir)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Clean left %v", err)
+	}
+}
+
+func TestDirTargetCreateOnce(t *testing.T) {
+	d := DirTarget{Dir: t.TempDir()}
+	for i, want := range []bool{true, false} {
+		got, err := d.Create(t.Context(), "backup-of", []byte(fmt.Sprintf("writer %d", i)))
+		if err != nil || got != want {
+			t.Fatalf("Create #%d = %v, %v; want %v", i, got, err, want)
+		}
+	}
+	if b, _, _ := d.Read(t.Context(), "backup-of"); string(b) != "writer 0" {
+		t.Fatalf("the second writer replaced the first: %q", b)
+	}
+	if es, _ := os.ReadDir(filepath.Join(d.Dir, backupTmpDir)); len(es) != 0 {
+		t.Errorf("Create left %v", es)
 	}
 }

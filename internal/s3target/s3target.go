@@ -133,6 +133,21 @@ func (t *Target) Put(ctx context.Context, name string, r io.Reader) error {
 	return err
 }
 
+// Create uploads data as name only if there is no such object (a
+// conditional PUT, If-None-Match: *, which AWS S3 and MinIO honour).
+func (t *Target) Create(ctx context.Context, name string, data []byte) (bool, error) {
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", DisableContentSha256: true, SendContentMd5: true}
+	opts.SetMatchETagExcept("*")
+	_, err := t.c.PutObject(ctx, t.bucket, t.prefix+name, bytes.NewReader(data), int64(len(data)), opts)
+	if code := minio.ToErrorResponse(err).Code; code == "PreconditionFailed" || code == "ConditionalRequestConflict" {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // Delete removes name; a missing object is not an error.
 func (t *Target) Delete(ctx context.Context, name string) error {
 	err := t.c.RemoveObject(ctx, t.bucket, t.prefix+name, minio.RemoveObjectOptions{})
