@@ -235,6 +235,10 @@ type Route struct {
 	Downloads  Downloads `yaml:"downloads"`
 	// PreserveHost sends the client's Host upstream instead of the upstream's.
 	PreserveHost bool `yaml:"preserve_host"`
+	// PathCharset narrows the characters a path may hold: "" (any valid
+	// UTF-8), "nfkc" (no compatibility look-alikes such as full-width
+	// letters), "ascii".
+	PathCharset string `yaml:"path_charset"`
 }
 
 // Downloads says which responses count as downloads.

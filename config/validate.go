@@ -625,6 +625,9 @@ func (c *Config) validateRoutes(v *errorList) {
 		checkPrefix(v, p+".path_prefix", r.PathPrefix)
 		checkUpstream(v, p+".upstream", r.Upstream)
 		oneOf(v, p+".mfa", r.MFA, "required", "optional")
+		if r.PathCharset != "" {
+			oneOf(v, p+".path_charset", r.PathCharset, "nfkc", "ascii")
+		}
 		if r.Public && r.MFA == "required" {
 			v.add(p+".mfa", "required on a public route: public routes have no login")
 		}

@@ -138,6 +138,8 @@ func TestValidateTable(t *testing.T) {
 			c.Audit.Dir = "/var/lib/gatehouse/audit"
 			c.Audit.Backup.URL = "file:///var/lib/gatehouse/audit-backup"
 		}, "", ""},
+		{"route path charset", func(c *Config) { c.Routes[0].PathCharset = "latin1" }, "routes[0].path_charset", "nfkc, ascii"},
+		{"route path charset ok", func(c *Config) { c.Routes[0].PathCharset = "nfkc" }, "", ""},
 		{"audit backup to s3", func(c *Config) { c.Audit.Backup.URL = "s3://bucket/gatehouse?region=eu-west-1" }, "", ""},
 		{"audit backup s3 credentials in the URL", func(c *Config) { c.Audit.Backup.URL = "s3://AKIA:secret@bucket" }, "audit.backup.url", "do not belong in the URL"},
 		{"audit backup s3 without bucket", func(c *Config) { c.Audit.Backup.URL = "s3:///x" }, "audit.backup.url", "want s3://bucket"},

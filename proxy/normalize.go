@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // ErrAmbiguousPath is wrapped by every error NormalizePath returns: the path
@@ -39,7 +41,38 @@ const (
 	PathParameter      = "path_parameter"  // ';' raw or encoded
 	QueryAmbiguous     = "ambiguous_query" // a query url.ParseQuery refuses (';' separators, bad escapes)
 	PathDoubleEncoding = "double_encoding" // the decoded path still holds an escape (%252e, %25%32%65)
+	PathNotASCII       = "not_ascii"       // routes[].path_charset: ascii
+	PathCompatChar     = "compat_char"     // routes[].path_charset: nfkc (full-width letters, ligatures, …)
 )
+
+// CheckPathCharset applies a route's path_charset to a normalised path:
+// "ascii" refuses any byte above 0x7F; "nfkc" refuses a path that Unicode
+// compatibility folding (NFKC) would change — "/ａdmin" (full-width a),
+// "/ﬁnance" (a ligature), "/admin²" — which an upstream that folds would
+// read as another path than the one policy judged, while ordinary
+// non-Latin names ("/文件/报告.pdf") pass. "" allows any valid UTF-8.
+func CheckPathCharset(p, charset string) error {
+	switch charset {
+	case "ascii":
+		for i := 0; i < len(p); i++ {
+			if p[i] >= utf8.RuneSelf {
+				return &PathError{Reason: PathNotASCII, Offset: i}
+			}
+		}
+	case "nfkc":
+		if !norm.NFKC.IsNormalString(p) {
+			off := 0
+			for i, r := range p {
+				if !norm.NFKC.IsNormalString(string(r)) {
+					off = i
+					break
+				}
+			}
+			return &PathError{Reason: PathCompatChar, Offset: off}
+		}
+	}
+	return nil
+}
 
 // NormalizePath turns the path of a request target, as sent on the wire
 // (percent-encoded, without query), into the one path that policy judges and

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 func TestNormalizePath(t *testing.T) {
@@ -96,6 +98,8 @@ func FuzzNormalizePath(f *testing.F) {
 		"/a/b/..", "/100%25.pdf", "/%252e", "/café", "/a;b", "//x/../y/"} {
 		f.Add(s)
 	}
+	f.Add("/ａdmin")
+	f.Add("/ﬁ%C2%B2")
 	f.Fuzz(func(t *testing.T, raw string) {
 		p, err := NormalizePath(raw)
 		if err != nil {
@@ -114,6 +118,18 @@ func FuzzNormalizePath(f *testing.F) {
 			if s == "." || s == ".." {
 				t.Fatalf("%q -> %q: dot segment", raw, p)
 			}
+		}
+		// path_charset: ascii refuses exactly the non-ASCII paths; nfkc
+		// accepts only paths NFKC leaves as they are, and never panics.
+		ascii := true
+		for i := 0; i < len(p); i++ {
+			ascii = ascii && p[i] < 0x80
+		}
+		if err := CheckPathCharset(p, "ascii"); (err == nil) != ascii {
+			t.Fatalf("%q: ascii check %v", p, err)
+		}
+		if err := CheckPathCharset(p, "nfkc"); err == nil && norm.NFKC.String(p) != p {
+			t.Fatalf("%q: nfkc check passed a path NFKC changes", p)
 		}
 		if strings.ContainsAny(p, "\\;\x00") {
 			t.Fatalf("%q -> %q: forbidden byte", raw, p)

@@ -141,12 +141,7 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		err = CheckQuery(r.URL.RawQuery)
 	}
 	if err != nil {
-		why := "unknown"
-		if pe := (*PathError)(nil); errors.As(err, &pe) {
-			why = pe.Reason
-		}
-		x.outcome, x.reason = OutcomeBadRequest, "bad_path:"+why
-		renderPage(w, r, pageData{Status: http.StatusBadRequest, Detail: pathReasonText[why], RequestID: x.id, Host: r.Host})
+		badPath(w, r, x, err)
 		return
 	}
 	if r.Method == http.MethodConnect || r.Method == http.MethodTrace {
@@ -178,6 +173,12 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x.route = rt
+	if rt.pathCharset != "" {
+		if err := CheckPathCharset(p, rt.pathCharset); err != nil {
+			badPath(w, r, x, err)
+			return
+		}
+	}
 	x.reqv = Request{ID: x.id, Route: rt.Info, Path: p, ClientIP: st.headers.clientIP(r), Time: x.start, HTTP: r}
 	req := &x.reqv
 	x.req = req
@@ -496,6 +497,17 @@ func (s *Server) finish(w *responseWriter, r *http.Request, x *exchange) {
 
 var accessFieldPool = sync.Pool{New: func() any { return new([13]zap.Field) }}
 
+// badPath answers a path refused before routing or by its route: 400 with
+// the reason in words, nothing audited (no identity, no decision).
+func badPath(w *responseWriter, r *http.Request, x *exchange, err error) {
+	why := "unknown"
+	if pe := (*PathError)(nil); errors.As(err, &pe) {
+		why = pe.Reason
+	}
+	x.outcome, x.reason = OutcomeBadRequest, "bad_path:"+why
+	renderPage(w, r, pageData{Status: http.StatusBadRequest, Detail: pathReasonText[why], RequestID: x.id, Host: r.Host})
+}
+
 // flushWriter sends what net/http holds buffered for the client.
 func flushWriter(w http.ResponseWriter) {
 	if f, ok := w.(interface{ FlushError() error }); ok {
@@ -535,6 +547,8 @@ var pathReasonText = map[string]string{
 	PathAboveRoot:      "the path climbs above the root with ..",
 	PathParameter:      "the path contains a ; parameter",
 	PathDoubleEncoding: "the path is percent-encoded twice",
+	PathNotASCII:       "this application accepts only ASCII characters in paths",
+	PathCompatChar:     "the path contains a look-alike character (such as a full-width letter) this application refuses",
 	QueryAmbiguous:     "the query string is malformed (; separators or bad percent-escapes)",
 }
 

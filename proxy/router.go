@@ -21,7 +21,9 @@ type Route struct {
 	Target       *url.URL // upstream base URL
 	WebSockets   bool
 	PreserveHost bool
-	downloads    downloadMatcher
+	// pathCharset is routes[].path_charset ("", "nfkc", "ascii").
+	pathCharset string
+	downloads   downloadMatcher
 	// series caches this route's metrics (resolved on its first request).
 	series atomic.Pointer[routeMetrics]
 }
@@ -131,6 +133,7 @@ func compileRoute(i int, cr config.Route) (*Route, error) {
 		Target:       u,
 		WebSockets:   cr.WebSockets,
 		PreserveHost: cr.PreserveHost,
+		pathCharset:  cr.PathCharset,
 		downloads:    dl,
 	}, nil
 }
