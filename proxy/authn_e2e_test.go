@@ -525,7 +525,7 @@ func TestRevokeThroughAdminAPI(t *testing.T) {
 // app, asking Gatehouse's /.gatehouse/auth.
 func TestForwardAuthWithNginx(t *testing.T) {
 	nginx := testenv.NeedBinary(t, "nginx")
-	e := newAuthnE2E(t, "  - { name: wiki, host: wiki.example.com, upstream: \"http://127.0.0.1:1\" }\n")
+	e := newAuthnE2E(t, "  - { name: wiki, host: wiki.example.com, upstream: \"http://127.0.0.1:1\", path_charset: nfkc }\n")
 	up, seenReqs := echoUpstream(t, nil)
 	port := testenv.FreePort(t)
 	dir := t.TempDir()
@@ -639,6 +639,12 @@ http {
 	last := (*seenReqs)[len(*seenReqs)-1]
 	if last.Header.Get("X-Auth-User") != "alice" || last.Header.Get("X-Identity-Assertion") == "" {
 		t.Errorf("nginx upstream headers: %v", last.Header)
+	}
+	// The route's path_charset holds behind nginx: a look-alike path
+	// (/ａdmin, full-width a) is refused for a signed-in user too.
+	seenBefore := len(*seenReqs)
+	if la, err := b.Get("https://wiki.example.com/%EF%BD%81dmin"); err != nil || la.Status != http.StatusForbidden || len(*seenReqs) != seenBefore {
+		t.Errorf("look-alike path through nginx: %v %v, upstream requests %d -> %d", la, err, seenBefore, len(*seenReqs))
 	}
 	// Without a session nginx gets 401 and sends the browser to sign in.
 	anon := idp.NewBrowser(map[string]string{"gate.example.com": gh, "wiki.example.com": nginxAddr})

@@ -479,6 +479,10 @@ func (st *authnStage) authorize(ctx context.Context, r *http.Request, route auth
 	}
 	if rt, ok := matchConfigRoute(w.Config.Routes, r.Host, p); ok {
 		ri = routeInfoOf(rt)
+		// The route's path_charset holds behind nginx too.
+		if err := CheckPathCharset(p, rt.PathCharset); err != nil {
+			return authn.Verdict{Reason: "bad_path"}, nil
+		}
 	}
 	ip, _ := netip.ParseAddr(r.Header.Get("X-Real-IP"))
 	if !ip.IsValid() {
