@@ -12,7 +12,9 @@ import (
 // about with X-Original-URL (nginx) or X-Forwarded-Proto/-Host/-Uri
 // (Traefik, Caddy), believed only from ForwardAuthTrusted callers.
 //
-// Answers: 200 with identity headers (and the assertion) to copy upstream;
+// Answers: 200 with identity headers (and the assertion) to copy upstream,
+// and ForwardCookieHeader: the request's cookies without Gatehouse's own,
+// for the proxy to send upstream instead of the Cookie header it got;
 // 401 when sign-in or MFA is needed (nginx: error_page 401 sends the
 // browser to /.gatehouse/start; the Location header says where), or 302 to
 // that URL for Traefik/Caddy browser requests; 403 when authorisation
@@ -56,6 +58,7 @@ func (a *Authn) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 	}
 	rd := orig.String()
 	if s == nil && route.Public {
+		a.setForwardCookie(w.Header(), r)
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -86,7 +89,23 @@ func (a *Authn) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "assertion unavailable", http.StatusServiceUnavailable)
 		return
 	}
+	a.setForwardCookie(w.Header(), r)
 	w.WriteHeader(http.StatusOK)
+}
+
+// ForwardCookieHeader is the forward-auth answer's copy of the request's
+// Cookie header without Gatehouse's cookies (session, chunks, login and
+// SSO state). A proxy in front of an app sends it upstream as Cookie
+// (nginx: auth_request_set + proxy_set_header Cookie; Caddy: copy_headers
+// X-Gatehouse-Cookie>Cookie), so the app never holds the session cookie,
+// which is a bearer credential for every route. Empty when nothing is
+// left.
+const ForwardCookieHeader = "X-Gatehouse-Cookie"
+
+func (a *Authn) setForwardCookie(h http.Header, r *http.Request) {
+	c := http.Header{"Cookie": r.Header.Values("Cookie")}
+	a.StripCookies(c)
+	h[ForwardCookieHeader] = []string{c.Get("Cookie")}
 }
 
 func (a *Authn) forwardChallenge(w http.ResponseWriter, r, orig *http.Request, nginx bool, start string, signedIn, wantMFA bool) {

@@ -256,6 +256,22 @@ func TestForwardAuth(t *testing.T) {
 	if r := ask(nginx, nil); r.StatusCode != 401 || !strings.Contains(r.Header.Get("Location"), "/.gatehouse/start?rd=") {
 		t.Errorf("no session (nginx): %d %v", r.StatusCode, r.Header)
 	}
+	// The app's own cookies come back without the session cookie, for the
+	// proxy to send upstream in place of the Cookie header.
+	{
+		req := httptest.NewRequest(http.MethodGet, "http://gate.test/.gatehouse/auth", nil)
+		req.RemoteAddr = "127.0.0.1:5555"
+		req.Header.Set("X-Original-URL", "http://chat.test/room/1")
+		req.Header.Set("Cookie", "theme=dark; "+ck.Name+"="+ck.Value+"; lang=en")
+		rec := httptest.NewRecorder()
+		rg.a.Handler().ServeHTTP(rec, req)
+		if got := rec.Result().Header.Values(ForwardCookieHeader); rec.Code != 200 || len(got) != 1 || got[0] != "theme=dark; lang=en" {
+			t.Errorf("%s = %q (%d), want the app's cookies only", ForwardCookieHeader, got, rec.Code)
+		}
+	}
+	if r := ask(nginx, ck); r.Header.Get(ForwardCookieHeader) != "" || len(r.Header.Values(ForwardCookieHeader)) != 1 {
+		t.Errorf("only the session cookie: %s = %q, want present and empty", ForwardCookieHeader, r.Header.Values(ForwardCookieHeader))
+	}
 	traefik := map[string]string{"X-Forwarded-Proto": "http", "X-Forwarded-Host": "chat.test", "X-Forwarded-Uri": "/room/1", "Accept": "text/html"}
 	if r := ask(traefik, nil); r.StatusCode != 302 || !strings.HasPrefix(r.Header.Get("Location"), "http://chat.test/.gatehouse/start?rd=") {
 		t.Errorf("no session (traefik): %d %v", r.StatusCode, r.Header)

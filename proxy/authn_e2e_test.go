@@ -575,9 +575,11 @@ http {
       auth_request /.gatehouse/auth;
       auth_request_set $gh_user $upstream_http_x_auth_user;
       auth_request_set $gh_assertion $upstream_http_x_identity_assertion;
+      auth_request_set $gh_cookie $upstream_http_x_gatehouse_cookie;
       error_page 401 = @login;
       proxy_set_header X-Auth-User $gh_user;
       proxy_set_header X-Identity-Assertion $gh_assertion;
+      proxy_set_header Cookie $gh_cookie;
       proxy_pass %[4]s;
     }
   }
@@ -639,6 +641,11 @@ http {
 	last := (*seenReqs)[len(*seenReqs)-1]
 	if last.Header.Get("X-Auth-User") != "alice" || last.Header.Get("X-Identity-Assertion") == "" {
 		t.Errorf("nginx upstream headers: %v", last.Header)
+	}
+	// The app behind nginx never holds the session cookie (a bearer
+	// credential for every route): nginx sends X-Gatehouse-Cookie instead.
+	if c := last.Header.Get("Cookie"); strings.Contains(c, "_gatehouse") {
+		t.Errorf("the app behind nginx got Gatehouse's cookie: %q", c)
 	}
 	// The route's path_charset holds behind nginx: a look-alike path
 	// (/ａdmin, full-width a) is refused for a signed-in user too.
