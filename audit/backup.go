@@ -201,8 +201,13 @@ func (b *Backup) claim(ctx context.Context, st *BackupStats) error {
 		return fmt.Errorf("backup: claim the target: %w", err)
 	}
 	if !created {
-		// Another log claimed the empty target in the same instant.
-		if have, _, err := b.target.Read(ctx, identityFile); err != nil || !bytes.Equal(have, id) {
+		// Another log claimed the empty target in the same instant (or
+		// this one did, in a run that failed after the claim).
+		have, _, err := b.target.Read(ctx, identityFile)
+		if err != nil {
+			return fmt.Errorf("backup: read the copy's %s: %w", identityFile, err)
+		}
+		if !bytes.Equal(have, id) {
 			return fmt.Errorf("backup: %w: another log claimed it first", ErrBackupDiverged)
 		}
 		return nil

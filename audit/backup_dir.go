@@ -71,8 +71,10 @@ func (t DirTarget) Put(ctx context.Context, name string, r io.Reader) error {
 	return atomicfile.WriteFrom(p, ctxReader{ctx, r}, perm, tmpDir)
 }
 
-// Create implements BackupTarget: the file is written under .incoming/ and
-// hard-linked into place, which fails if the name exists.
+// Create implements BackupTarget: the file is written whole under
+// .incoming/ (a name of its own per call) and hard-linked into place,
+// which fails if the name exists. Where hard links are not supported
+// (some network or FUSE mounts), an exclusive create does the same.
 func (t DirTarget) Create(_ context.Context, name string, data []byte) (bool, error) {
 	p, err := t.path(name)
 	if err != nil {
@@ -85,18 +87,59 @@ func (t DirTarget) Create(_ context.Context, name string, data []byte) (bool, er
 	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
 		return false, err
 	}
-	tmp := filepath.Join(tmpDir, filepath.Base(p)+".create")
-	if err := atomicfile.WriteFile(tmp, data, 0o640); err != nil {
+	f, err := os.CreateTemp(tmpDir, filepath.Base(p)+".create.*")
+	if err != nil {
 		return false, err
 	}
+	tmp := f.Name()
 	defer os.Remove(tmp)
-	if err := os.Link(tmp, p); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return false, nil
-		}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o640)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return false, err
+	}
+	lerr := os.Link(tmp, p)
+	switch {
+	case lerr == nil:
+	case errors.Is(lerr, fs.ErrExist):
+		return false, nil
+	default:
+		if ok, err := createExclusive(p, data); err != nil || !ok {
+			return ok, err
+		}
 	}
 	return true, syncDir(filepath.Dir(p))
+}
+
+// createExclusive writes data to p only if p does not exist.
+func createExclusive(p string, data []byte) (bool, error) {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if errors.Is(err, fs.ErrExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(p)
+		return false, err
+	}
+	return true, nil
 }
 
 // Clean removes files a crashed upload left half-written.

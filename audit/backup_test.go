@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -272,6 +273,40 @@ func TestDirTargetRefusesEscapingNames(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(d.Dir, backupTmpDir)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Clean left %v", err)
+	}
+}
+
+// TestDirTargetCreateRace: of many writers creating one name at once,
+// exactly one wins, and the file holds the winner's content.
+func TestDirTargetCreateRace(t *testing.T) {
+	for round := range 20 {
+		d := DirTarget{Dir: t.TempDir()}
+		var wg sync.WaitGroup
+		wins := make(chan string, 8)
+		for w := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				me := fmt.Sprintf("writer %d", w)
+				ok, err := d.Create(context.Background(), "backup-of", []byte(me))
+				if err != nil {
+					t.Errorf("round %d %s: %v", round, me, err)
+				}
+				if ok {
+					wins <- me
+				}
+			}()
+		}
+		wg.Wait()
+		close(wins)
+		var won []string
+		for w := range wins {
+			won = append(won, w)
+		}
+		got, _, _ := d.Read(context.Background(), "backup-of")
+		if len(won) != 1 || string(got) != won[0] {
+			t.Fatalf("round %d: winners %v, file %q", round, won, got)
+		}
 	}
 }
 

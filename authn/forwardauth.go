@@ -35,7 +35,14 @@ func (a *Authn) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "forward-auth: host not served", http.StatusForbidden)
 		return
 	}
-	route, known := a.routeFor(host, orig.Path)
+	// The path the upstream will resolve ("/pub/../admin" is /admin):
+	// routed and judged as such, refused when ambiguous.
+	p, err := a.o.NormalizePath(orig.EscapedPath())
+	if err != nil {
+		http.Error(w, "forward-auth: ambiguous path", http.StatusBadRequest)
+		return
+	}
+	route, known := a.routeFor(host, p)
 	if !known {
 		// Fail closed: what cannot be matched to a route is not judged.
 		http.Error(w, "forward-auth: no route for this host and path", http.StatusForbidden)
@@ -58,6 +65,23 @@ func (a *Authn) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 	}
 	rd := orig.String()
 	if s == nil && route.Public {
+		// Public routes need no login, but policy still judges them (as
+		// in the pipeline), with the anonymous identity.
+		if a.o.Authorize != nil {
+			v, err := a.o.Authorize(r.Context(), or, route, Identity{})
+			if err != nil {
+				http.Error(w, "authorisation unavailable", http.StatusForbidden)
+				return
+			}
+			if v.RequireMFA {
+				a.forwardChallenge(w, r, or, nginx, a.url(host, PathStart, url.Values{"rd": {rd}, "mfa": {"1"}}), false, true)
+				return
+			}
+			if !v.Allow {
+				http.Error(w, "access denied", http.StatusForbidden)
+				return
+			}
+		}
 		a.setForwardCookie(w.Header(), r)
 		w.WriteHeader(http.StatusOK)
 		return

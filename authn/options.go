@@ -61,6 +61,11 @@ type Options struct {
 	// RouteFor finds the route a forward-auth request is for. Default: a
 	// route named after the host, MFA optional.
 	RouteFor func(host, path string) (Route, bool)
+	// NormalizePath turns a forward-auth request's escaped path into the
+	// one the upstream will resolve, or refuses it as ambiguous (the
+	// proxy's normaliser). Default: the path must already be plain —
+	// no dot segment, escape, doubled slash or backslash.
+	NormalizePath func(escaped string) (string, error)
 
 	// ClientIP is the client address recorded in events. Default: the
 	// peer address of the request.
@@ -281,5 +286,26 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.ForwardAuthTrusted == nil {
 		c.ForwardAuthTrusted = loopbackCaller
 	}
+	if c.NormalizePath == nil {
+		c.NormalizePath = plainPath
+	}
 	return c, nil
+}
+
+// errAmbiguousPath is plainPath's refusal.
+var errAmbiguousPath = errors.New("ambiguous path")
+
+// plainPath is the default NormalizePath: a path that needs no
+// normalising passes as it is; anything a second parser could read
+// differently is refused (fail closed).
+func plainPath(escaped string) (string, error) {
+	if !strings.HasPrefix(escaped, "/") || strings.ContainsAny(escaped, "%\\;") || strings.Contains(escaped, "//") {
+		return "", errAmbiguousPath
+	}
+	for seg := range strings.SplitSeq(escaped, "/") {
+		if seg == "." || seg == ".." {
+			return "", errAmbiguousPath
+		}
+	}
+	return escaped, nil
 }

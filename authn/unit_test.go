@@ -256,6 +256,13 @@ func TestForwardAuth(t *testing.T) {
 	if r := ask(nginx, nil); r.StatusCode != 401 || !strings.Contains(r.Header.Get("Location"), "/.gatehouse/start?rd=") {
 		t.Errorf("no session (nginx): %d %v", r.StatusCode, r.Header)
 	}
+	// Without the proxy's normaliser, a path a second parser could read
+	// differently is refused, not routed by its raw prefix.
+	for _, raw := range []string{"http://chat.test/room/../admin", "http://chat.test/room/%2e%2e/admin", "http://chat.test//admin"} {
+		if r := ask(map[string]string{"X-Original-URL": raw}, ck); r.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", raw, r.StatusCode)
+		}
+	}
 	// The app's own cookies come back without the session cookie, for the
 	// proxy to send upstream in place of the Cookie header.
 	{
@@ -391,5 +398,36 @@ func TestStripCookies(t *testing.T) {
 	a.StripCookies(h)
 	if got := h.Get("Cookie"); got != "app=1; theme=dark" || len(h.Values("Cookie")) != 1 {
 		t.Errorf("Cookie after strip: %q", h.Values("Cookie"))
+	}
+}
+
+// TestForwardAuthPublicRouteJudged: a public route needs no login, but its
+// anonymous requests are still judged by policy, as in the pipeline.
+func TestForwardAuthPublicRouteJudged(t *testing.T) {
+	allow := true
+	var judged []string
+	rg, _ := fakeRig(t, func(o *Options) {
+		o.RouteFor = func(host, path string) (Route, bool) {
+			return Route{Name: "pub", Host: "chat.test", Public: true}, true
+		}
+		o.Authorize = func(_ context.Context, r *http.Request, route Route, id Identity) (Verdict, error) {
+			judged = append(judged, r.URL.Path+" "+id.Subject)
+			return Verdict{Allow: allow}, nil
+		}
+	})
+	ask := func() int {
+		req := httptest.NewRequest(http.MethodGet, "http://gate.test/.gatehouse/auth", nil)
+		req.RemoteAddr = "127.0.0.1:5555"
+		req.Header.Set("X-Original-URL", "http://chat.test/pub/page")
+		rec := httptest.NewRecorder()
+		rg.a.Handler().ServeHTTP(rec, req)
+		return rec.Code
+	}
+	if code := ask(); code != 200 || len(judged) != 1 || judged[0] != "/pub/page " {
+		t.Fatalf("allowed public request: %d, judged %q", code, judged)
+	}
+	allow = false
+	if code := ask(); code != http.StatusForbidden {
+		t.Fatalf("public request the policy denies: %d, want 403", code)
 	}
 }

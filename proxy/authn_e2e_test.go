@@ -525,7 +525,8 @@ func TestRevokeThroughAdminAPI(t *testing.T) {
 // app, asking Gatehouse's /.gatehouse/auth.
 func TestForwardAuthWithNginx(t *testing.T) {
 	nginx := testenv.NeedBinary(t, "nginx")
-	e := newAuthnE2E(t, "  - { name: wiki, host: wiki.example.com, upstream: \"http://127.0.0.1:1\", path_charset: nfkc }\n")
+	e := newAuthnE2E(t, "  - { name: wiki, host: wiki.example.com, upstream: \"http://127.0.0.1:1\", path_charset: nfkc }\n"+
+		"  - { name: wiki-public, host: wiki.example.com, path_prefix: /pub, public: true, upstream: \"http://127.0.0.1:1\" }\n")
 	up, seenReqs := echoUpstream(t, nil)
 	port := testenv.FreePort(t)
 	dir := t.TempDir()
@@ -664,9 +665,27 @@ http {
 	if p2.Status != 302 || !strings.HasPrefix(p2.Header.Get("Location"), "/.gatehouse/start?rd=") {
 		t.Errorf("anonymous through nginx: %d %v", p2.Status, p2.Header)
 	}
+	// A public prefix does not open the rest of the host: nginx forwards
+	// the raw URI, so forward-auth judges the path the app will resolve.
+	pub, err := anon.Get("https://wiki.example.com/pub/page")
+	if err != nil || pub.Status != 200 {
+		t.Errorf("public page through nginx: %v %v", pub, err)
+	}
+	for _, raw := range []string{"/pub/../secret", "/pub/%2e%2e/secret", "/pub/..%2Fsecret"} {
+		req, _ := http.NewRequest(http.MethodGet, "https://wiki.example.com"+raw, nil)
+		req.URL.Opaque = "//wiki.example.com" + raw // sent as written, not cleaned
+		resp, err := anon.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Errorf("anonymous %s through nginx: 200", raw)
+		}
+	}
 	for _, s := range *seenReqs {
-		if s.Path == "/secret" {
-			t.Error("anonymous request reached the app behind nginx")
+		if strings.Contains(s.Path, "secret") || strings.Contains(s.RequestURI, "secret") {
+			t.Errorf("anonymous request reached the app behind nginx: %s", s.RequestURI)
 		}
 	}
 }

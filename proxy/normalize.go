@@ -61,14 +61,7 @@ func CheckPathCharset(p, charset string) error {
 		}
 	case "nfkc":
 		if !norm.NFKC.IsNormalString(p) {
-			off := 0
-			for i, r := range p {
-				if !norm.NFKC.IsNormalString(string(r)) {
-					off = i
-					break
-				}
-			}
-			return &PathError{Reason: PathCompatChar, Offset: off}
+			return &PathError{Reason: PathCompatChar, Offset: norm.NFKC.QuickSpanString(p)}
 		}
 	}
 	return nil

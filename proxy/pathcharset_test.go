@@ -41,7 +41,10 @@ func TestRoutePathCharset(t *testing.T) {
 	cfg := baseConfig(up.URL)
 	cfg.Routes = append(cfg.Routes,
 		config.Route{Name: "legacy", Host: "legacy.example.com", Upstream: up.URL, MFA: "optional", PathCharset: "nfkc"},
-		config.Route{Name: "strict", Host: "strict.example.com", Upstream: up.URL, MFA: "optional", PathCharset: "ascii"})
+		config.Route{Name: "strict", Host: "strict.example.com", Upstream: up.URL, MFA: "optional", PathCharset: "ascii"},
+		// One route's rule covers its host: /ａdmin must not slip to "/".
+		config.Route{Name: "mixed-admin", Host: "mixed.example.com", PathPrefix: "/admin", Upstream: up.URL, MFA: "optional", PathCharset: "nfkc"},
+		config.Route{Name: "mixed-root", Host: "mixed.example.com", Upstream: up.URL, MFA: "optional"})
 	_, front := newTestServer(t, cfg, stages{auth: &fakeAuth{id: alice}, authz: allowAll(), rec: &fakeRecorder{}})
 	for _, tc := range []struct {
 		host, path string
@@ -53,6 +56,8 @@ func TestRoutePathCharset(t *testing.T) {
 		{"strict.example.com", "/%E6%96%87%E4%BB%B6", 400},
 		{"strict.example.com", "/docs", 200},
 		{"app.example.com", "/%EF%BD%81dmin", 200}, // no path_charset: any UTF-8
+		{"mixed.example.com", "/%EF%BD%81dmin", 400},
+		{"mixed.example.com", "/docs", 200},
 	} {
 		before := len(*seenReqs)
 		resp, body := get(t, front, tc.host, tc.path, nil)

@@ -173,8 +173,8 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x.route = rt
-	if rt.pathCharset != "" {
-		if err := CheckPathCharset(p, rt.pathCharset); err != nil {
+	if cs := st.router.PathCharset(r.Host); cs != "" {
+		if err := CheckPathCharset(p, cs); err != nil {
 			badPath(w, r, x, err)
 			return
 		}

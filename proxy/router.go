@@ -42,6 +42,8 @@ func (rt *Route) metrics(m *metrics) *routeMetrics {
 // once from a config and never changes; a reload builds a new one.
 type Router struct {
 	hosts map[string][]*Route // by lower-case host, longest prefix first
+	// charset is the strictest path_charset of each host's routes.
+	charset map[string]string
 }
 
 // ErrRouteConfig wraps every error NewRouter returns.
@@ -72,7 +74,7 @@ func routeErr(i int, field, format string, args ...any) error {
 // NewRouter compiles the routes of a config. It reports every problem it
 // finds (joined), naming the route by index as the config does.
 func NewRouter(routes []config.Route) (*Router, error) {
-	r := &Router{hosts: make(map[string][]*Route)}
+	r := &Router{hosts: make(map[string][]*Route), charset: make(map[string]string)}
 	seen := make(map[string]int)
 	var errs []error
 	for i, cr := range routes {
@@ -88,6 +90,7 @@ func NewRouter(routes []config.Route) (*Router, error) {
 		}
 		seen[key] = i
 		r.hosts[rt.Info.Host] = append(r.hosts[rt.Info.Host], rt)
+		r.charset[rt.Info.Host] = StricterCharset(r.charset[rt.Info.Host], rt.pathCharset)
 	}
 	for _, list := range r.hosts {
 		sort.SliceStable(list, func(a, b int) bool { return len(list[a].Info.Prefix) > len(list[b].Info.Prefix) })
@@ -260,4 +263,20 @@ func (rt *Route) IsDownload(p, contentType, disposition string) bool {
 		}
 	}
 	return false
+}
+
+// PathCharset is the path_charset every path of host is held to: the
+// strictest of its routes'. One route's rule covers the whole host, since
+// a look-alike of its prefix ("/ａdmin") would otherwise be routed to
+// another route of the host, and reach the same upstream folded.
+func (r *Router) PathCharset(host string) string { return r.charset[canonicalHost(host)] }
+
+// StricterCharset returns the stricter of two path_charset values
+// ("" < "nfkc" < "ascii").
+func StricterCharset(a, b string) string {
+	rank := map[string]int{"": 0, "nfkc": 1, "ascii": 2}
+	if rank[b] > rank[a] {
+		return b
+	}
+	return a
 }

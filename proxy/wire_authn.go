@@ -240,6 +240,9 @@ func (st *authnStage) build(cfg *config.Config) (*authn.Authn, error) {
 		return false
 	}
 	routes := cfg.Routes
+	// Forward-auth judges the path the upstream will resolve, refused
+	// when ambiguous, as the pipeline does.
+	o.NormalizePath = NormalizePath
 	o.RouteFor = func(host, path string) (authn.Route, bool) {
 		rt, ok := matchConfigRoute(routes, host, path)
 		if !ok {
@@ -386,6 +389,19 @@ func routeInfoOf(r config.Route) RouteInfo {
 	return RouteInfo{Name: r.Name, Host: strings.ToLower(r.Host), Prefix: r.PathPrefix, Public: r.Public, MFA: r.MFA, Upstream: r.Upstream}
 }
 
+// hostCharset is the strictest path_charset of host's routes (see
+// Router.PathCharset).
+func hostCharset(routes []config.Route, host string) string {
+	h := canonicalHost(host)
+	cs := ""
+	for _, r := range routes {
+		if canonicalHost(r.Host) == h {
+			cs = StricterCharset(cs, r.PathCharset)
+		}
+	}
+	return cs
+}
+
 // matchConfigRoute finds the route for host and path: same host, longest
 // matching path prefix.
 func matchConfigRoute(routes []config.Route, host, path string) (config.Route, bool) {
@@ -477,12 +493,15 @@ func (st *authnStage) authorize(ctx context.Context, r *http.Request, route auth
 	if route.MFARequired {
 		ri.MFA = "required"
 	}
-	if rt, ok := matchConfigRoute(w.Config.Routes, r.Host, p); ok {
-		ri = routeInfoOf(rt)
-		// The route's path_charset holds behind nginx too.
-		if err := CheckPathCharset(p, rt.PathCharset); err != nil {
-			return authn.Verdict{Reason: "bad_path"}, nil
-		}
+	rt, ok := matchConfigRoute(w.Config.Routes, r.Host, p)
+	if !ok {
+		// Fail closed: a path no route serves is not judged.
+		return authn.Verdict{Reason: ReasonNoRoute}, nil
+	}
+	ri = routeInfoOf(rt)
+	// The host's path_charset holds behind nginx too.
+	if err := CheckPathCharset(p, hostCharset(w.Config.Routes, r.Host)); err != nil {
+		return authn.Verdict{Reason: "bad_path"}, nil
 	}
 	ip, _ := netip.ParseAddr(r.Header.Get("X-Real-IP"))
 	if !ip.IsValid() {

@@ -139,7 +139,9 @@ func (t *Target) Create(ctx context.Context, name string, data []byte) (bool, er
 	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", DisableContentSha256: true, SendContentMd5: true}
 	opts.SetMatchETagExcept("*")
 	_, err := t.c.PutObject(ctx, t.bucket, t.prefix+name, bytes.NewReader(data), int64(len(data)), opts)
-	if code := minio.ToErrorResponse(err).Code; code == "PreconditionFailed" || code == "ConditionalRequestConflict" {
+	// 412: the object exists. (409 ConditionalRequestConflict means a
+	// concurrent write is in flight: an error, retried at the next run.)
+	if minio.ToErrorResponse(err).Code == "PreconditionFailed" {
 		return false, nil
 	}
 	if err != nil {
