@@ -105,12 +105,15 @@ func TestAnomalyStateUnwritable(t *testing.T) {
 	cfg.AdminToken, cfg.Anomaly, cfg.Session = a.AdminToken, a.Anomaly, a.Session
 	cfg.Anomaly.StateFile = filepath.Join(base, "no-such-dir", "anomaly.state")
 	var buildErr error
-	newTestServer(t, cfg, stages{auth: &fakeAuth{id: alice}, authz: allowAll(), extra: func(w *Wiring) {
+	s, _ := newTestServer(t, cfg, stages{auth: &fakeAuth{id: alice}, authz: allowAll(), extra: func(w *Wiring) {
 		if err := buildAudit(context.Background(), w); err != nil {
 			t.Fatalf("build audit: %v", err)
 		}
 		buildErr = buildAnomaly(context.Background(), w)
 	}})
+	// The stages built before the failure (the audit log) are closed before
+	// the temporary directories go.
+	t.Cleanup(func() { _ = s.runClose(context.Background()) })
 	if buildErr == nil || !strings.Contains(buildErr.Error(), "anomaly.state_file") || !errors.Is(buildErr, fs.ErrNotExist) {
 		t.Fatalf("build error = %v, want anomaly.state_file wrapping ErrNotExist", buildErr)
 	}
@@ -124,9 +127,12 @@ func TestAnomalyStateNeedsAuditLog(t *testing.T) {
 	cfg.Audit.Dir = ""
 	cfg.Anomaly.StateFile = filepath.Join(t.TempDir(), "anomaly.state")
 	var buildErr error
-	newTestServer(t, cfg, stages{auth: &fakeAuth{id: alice}, authz: allowAll(), extra: func(w *Wiring) {
+	s, _ := newTestServer(t, cfg, stages{auth: &fakeAuth{id: alice}, authz: allowAll(), extra: func(w *Wiring) {
 		buildErr = buildAnomaly(context.Background(), w)
 	}})
+	// The stages built before the failure (the audit log) are closed before
+	// the temporary directories go.
+	t.Cleanup(func() { _ = s.runClose(context.Background()) })
 	if buildErr == nil || !strings.Contains(buildErr.Error(), "needs the audit log") {
 		t.Fatalf("build error = %v", buildErr)
 	}
@@ -147,12 +153,15 @@ func TestAnomalyStateIsADirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buildErr error
-	newTestServer(t, cfg, stages{auth: &fakeAuth{id: alice}, authz: allowAll(), extra: func(w *Wiring) {
+	s, _ := newTestServer(t, cfg, stages{auth: &fakeAuth{id: alice}, authz: allowAll(), extra: func(w *Wiring) {
 		if err := buildAudit(context.Background(), w); err != nil {
 			t.Fatalf("build audit: %v", err)
 		}
 		buildErr = buildAnomaly(context.Background(), w)
 	}})
+	// The stages built before the failure (the audit log) are closed before
+	// the temporary directories go.
+	t.Cleanup(func() { _ = s.runClose(context.Background()) })
 	if buildErr == nil || errors.Is(buildErr, anomaly.ErrState) {
 		t.Fatalf("build error = %v, want a read error", buildErr)
 	}
