@@ -2,6 +2,7 @@ package authn
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -30,6 +31,20 @@ func (a *Authn) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "forward-auth: the original URL is missing or invalid", http.StatusBadRequest)
 		return
 	}
+	// nginx: a subrequest sent to an app host ("proxy_set_header Host
+	// $host", which follows an absolute-form request line) must ask about
+	// that host, or a client could have one host judged and another served
+	// (X-Original-URL built from $http_host, the client's Host header).
+	// Subrequests to the central host name no app and are not compared.
+	if nginx && a.servedHost(r.Host) && !sameHost(r.Host, a.central) && !sameHost(r.Host, orig.Host) {
+		http.Error(w, "forward-auth: X-Original-URL names another host than the request", http.StatusForbidden)
+		return
+	}
+	method, ok := originalMethod(r, nginx)
+	if !ok {
+		http.Error(w, "forward-auth: the original method is missing (nginx: proxy_set_header X-Original-Method $request_method)", http.StatusBadRequest)
+		return
+	}
 	host := strings.ToLower(orig.Host)
 	if !a.served(host) || !strings.EqualFold(orig.Scheme, a.scheme) {
 		http.Error(w, "forward-auth: host not served", http.StatusForbidden)
@@ -53,11 +68,7 @@ func (a *Authn) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 	or.Host = orig.Host
 	or.URL = orig
 	or.RequestURI = orig.RequestURI()
-	if m := r.Header.Get("X-Forwarded-Method"); m != "" {
-		or.Method = m
-	} else if m := r.Header.Get("X-Original-Method"); m != "" {
-		or.Method = m
-	}
+	or.Method = method
 	s, err := a.loadSession(r.Context(), or, host, true)
 	if err != nil && !errors.Is(err, errNoSession) {
 		http.Error(w, "session state unavailable", http.StatusServiceUnavailable)
@@ -141,12 +152,61 @@ func (a *Authn) forwardChallenge(w http.ResponseWriter, r, orig *http.Request, n
 	a.apiChallenge(w, signedIn, wantMFA, start)
 }
 
+// originalMethod is the method of the request forward-auth judges. nginx
+// sends its auth subrequest as GET and passes the client's headers on, so
+// only X-Original-Method (which its config sets) counts there, and its
+// absence refuses; Traefik and Caddy set X-Forwarded-Method themselves.
+func originalMethod(r *http.Request, nginx bool) (string, bool) {
+	m := r.Header.Get("X-Forwarded-Method")
+	if nginx {
+		m = r.Header.Get("X-Original-Method")
+		if m == "" {
+			return "", false
+		}
+	}
+	if m == "" {
+		return http.MethodGet, true
+	}
+	for i := 0; i < len(m); i++ {
+		if c := m[i]; c < 'A' || c > 'Z' {
+			return "", false
+		}
+	}
+	return m, true
+}
+
+// servedHost is served for a host written with or without its port.
+func (a *Authn) servedHost(h string) bool {
+	h = strings.ToLower(h)
+	if a.served(h) {
+		return true
+	}
+	if x, _, err := net.SplitHostPort(h); err == nil {
+		return a.served(x)
+	}
+	return false
+}
+
+// sameHost compares two hosts as routes do: case, port and a trailing
+// dot aside.
+func sameHost(a, b string) bool {
+	strip := func(h string) string {
+		if x, _, err := net.SplitHostPort(h); err == nil {
+			h = x
+		}
+		return strings.TrimSuffix(strings.ToLower(h), ".")
+	}
+	return strip(a) == strip(b)
+}
+
 // originalRequest reads the URL forward-auth asks about. nginx reports
-// whether it came as X-Original-URL.
+// whether it came as X-Original-URL. A fragment is refused: clients never
+// send one, and "/pub#/../secret" would be judged as /pub while an app
+// resolving the raw path serves /secret.
 func originalRequest(r *http.Request) (u *url.URL, nginx bool, ok bool) {
 	if raw := r.Header.Get("X-Original-URL"); raw != "" {
 		u, err := url.Parse(raw)
-		if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" {
+		if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" || strings.Contains(raw, "#") {
 			return nil, true, false
 		}
 		return u, true, true
@@ -158,7 +218,7 @@ func originalRequest(r *http.Request) (u *url.URL, nginx bool, ok bool) {
 	if uri == "" {
 		uri = "/"
 	}
-	if !strings.HasPrefix(uri, "/") || strings.HasPrefix(uri, "//") {
+	if !strings.HasPrefix(uri, "/") || strings.HasPrefix(uri, "//") || strings.Contains(uri, "#") {
 		return nil, false, false
 	}
 	u, err := url.Parse(proto + "://" + host + uri)

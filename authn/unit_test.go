@@ -236,8 +236,23 @@ func TestForwardAuth(t *testing.T) {
 	})
 	rg.get("http://chat.test/")
 	ck := sessionCookieOf(rg, chatHost)
+	// nginx as docs/authn.md configures it: the subrequest's Host is the
+	// app's ($host), X-Original-Method the client's method.
+	nginxReq := func(orig string) *http.Request {
+		req := httptest.NewRequest(http.MethodGet, "http://gate.test/.gatehouse/auth", nil)
+		req.RemoteAddr = "127.0.0.1:5555"
+		req.Header.Set("X-Original-URL", orig)
+		req.Header.Set("X-Original-Method", "GET")
+		if u, err := url.Parse(orig); err == nil {
+			req.Host = u.Host
+		}
+		return req
+	}
 	ask := func(hdr map[string]string, ck *http.Cookie) *http.Response {
 		req := httptest.NewRequest(http.MethodGet, "http://gate.test/.gatehouse/auth", nil)
+		if o, ok := hdr["X-Original-URL"]; ok {
+			req = nginxReq(o)
+		}
 		req.RemoteAddr = "127.0.0.1:5555"
 		for k, v := range hdr {
 			req.Header.Set(k, v)
@@ -266,9 +281,7 @@ func TestForwardAuth(t *testing.T) {
 	// The app's own cookies come back without the session cookie, for the
 	// proxy to send upstream in place of the Cookie header.
 	{
-		req := httptest.NewRequest(http.MethodGet, "http://gate.test/.gatehouse/auth", nil)
-		req.RemoteAddr = "127.0.0.1:5555"
-		req.Header.Set("X-Original-URL", "http://chat.test/room/1")
+		req := nginxReq("http://chat.test/room/1")
 		req.Header.Set("Cookie", "theme=dark; "+ck.Name+"="+ck.Value+"; lang=en")
 		rec := httptest.NewRecorder()
 		rg.a.Handler().ServeHTTP(rec, req)
@@ -315,6 +328,36 @@ func TestForwardAuth(t *testing.T) {
 		t.Errorf("denied: %d %v", r.StatusCode, r.Header)
 	}
 	deny = false
+	// nginx tricks: another host judged than served, the method left out
+	// (nginx's subrequest is always GET), a fragment hiding the path.
+	hostTrick := nginxReq("http://chat.test/room/1")
+	hostTrick.Host = "files.test"
+	methodless := nginxReq("http://chat.test/room/1")
+	methodless.Header.Del("X-Original-Method")
+	for name, req := range map[string]*http.Request{"another host": hostTrick, "no method": methodless,
+		"fragment": nginxReq("http://chat.test/pub#/../admin")} {
+		req.AddCookie(ck)
+		rec := httptest.NewRecorder()
+		rg.a.Handler().ServeHTTP(rec, req)
+		if rec.Code == 200 {
+			t.Errorf("%s: 200", name)
+		}
+	}
+	// The method judged is the client's, not the subrequest's GET, and a
+	// client's X-Forwarded-Method does not override it behind nginx.
+	var judged []string
+	rg.a.o.Authorize = func(_ context.Context, r *http.Request, route Route, id Identity) (Verdict, error) {
+		judged = append(judged, r.Method)
+		return Verdict{Allow: true}, nil
+	}
+	del := nginxReq("http://chat.test/room/1")
+	del.Header.Set("X-Original-Method", "DELETE")
+	del.Header.Set("X-Forwarded-Method", "GET")
+	del.AddCookie(ck)
+	rg.a.Handler().ServeHTTP(httptest.NewRecorder(), del)
+	if len(judged) != 1 || judged[0] != "DELETE" {
+		t.Errorf("judged methods %v, want [DELETE]", judged)
+	}
 	req := httptest.NewRequest(http.MethodGet, "http://gate.test/.gatehouse/auth", nil)
 	req.RemoteAddr = "203.0.113.9:4444"
 	req.Header.Set("X-Original-URL", "http://chat.test/")
@@ -416,9 +459,10 @@ func TestForwardAuthPublicRouteJudged(t *testing.T) {
 		}
 	})
 	ask := func() int {
-		req := httptest.NewRequest(http.MethodGet, "http://gate.test/.gatehouse/auth", nil)
+		req := httptest.NewRequest(http.MethodGet, "http://chat.test/.gatehouse/auth", nil)
 		req.RemoteAddr = "127.0.0.1:5555"
 		req.Header.Set("X-Original-URL", "http://chat.test/pub/page")
+		req.Header.Set("X-Original-Method", "GET")
 		rec := httptest.NewRecorder()
 		rg.a.Handler().ServeHTTP(rec, req)
 		return rec.Code

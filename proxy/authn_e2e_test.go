@@ -549,6 +549,11 @@ http {
   uwsgi_temp_path %[1]s/tmp/uwsgi;
   scgi_temp_path %[1]s/tmp/scgi;
   server {
+    listen 127.0.0.1:%[2]d ssl default_server;
+    ssl_reject_handshake on;
+    return 444;
+  }
+  server {
     listen 127.0.0.1:%[2]d ssl;
     ssl_certificate %[1]s/cert.pem;
     ssl_certificate_key %[1]s/key.pem;
@@ -561,7 +566,10 @@ http {
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
       proxy_set_header Host $host;
-      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+      proxy_set_header X-Original-URL https://wiki.example.com$request_uri;
+      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Forwarded-Method "";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
     }
     location /.gatehouse/ {
       proxy_pass https://%[3]s;
@@ -619,7 +627,9 @@ http {
 	nginxAddr := fmt.Sprintf("127.0.0.1:%d", port)
 	eventually(t, func() bool {
 		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.cert.pool, ServerName: "wiki.example.com"}}}
-		resp, err := c.Get("https://" + nginxAddr + "/.gatehouse/jwks.json")
+		req, _ := http.NewRequest(http.MethodGet, "https://"+nginxAddr+"/.gatehouse/jwks.json", nil)
+		req.Host = "wiki.example.com" // another Host meets the default server's 444
+		resp, err := c.Do(req)
 		if err == nil {
 			resp.Body.Close()
 		}

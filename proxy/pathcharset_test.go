@@ -3,6 +3,8 @@ package proxy
 import (
 	"errors"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/config"
@@ -68,5 +70,33 @@ func TestRoutePathCharset(t *testing.T) {
 			t.Errorf("%s%s reached the upstream", tc.host, tc.path)
 		}
 		_ = body
+	}
+}
+
+// TestForwardAuthClientIP: behind nginx ($proxy_add_x_forwarded_for) the
+// client is the last hop nginx appended, whatever the client wrote; its own
+// X-Real-IP is not believed.
+func TestForwardAuthClientIP(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}
+	for _, tc := range []struct {
+		xff, realIP, peer, want string
+	}{
+		{"", "10.1.2.3", "127.0.0.1:5000", "127.0.0.1"},                // X-Real-IP spoof ignored
+		{"10.1.2.3, 203.0.113.7", "", "127.0.0.1:5000", "203.0.113.7"}, // client-written hop before nginx's
+		{"203.0.113.7, 10.9.1.1", "", "127.0.0.1:5000", "203.0.113.7"}, // past a trusted front proxy
+		{"not-an-ip, 203.0.113.7", "", "127.0.0.1:5000", "203.0.113.7"},
+		{"203.0.113.7, garbage", "", "127.0.0.1:5000", "127.0.0.1"}, // unreadable last hop: the peer
+	} {
+		r := httptest.NewRequest(http.MethodGet, "http://gate/.gatehouse/auth", nil)
+		r.RemoteAddr = tc.peer
+		if tc.xff != "" {
+			r.Header.Set("X-Forwarded-For", tc.xff)
+		}
+		if tc.realIP != "" {
+			r.Header.Set("X-Real-IP", tc.realIP)
+		}
+		if got := forwardAuthClientIP(r, trusted); got.String() != tc.want {
+			t.Errorf("xff %q real-ip %q: %s, want %s", tc.xff, tc.realIP, got, tc.want)
+		}
 	}
 }

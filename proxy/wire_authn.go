@@ -209,10 +209,12 @@ func (st *authnStage) build(cfg *config.Config) (*authn.Authn, error) {
 	o.Clock = st.w.Clock
 	o.Logger = slog.New(zapslog.NewHandler(st.log.Core()))
 	o.Events = st.record
-	o.Authorize = st.authorize
 	trusted, err := parseTrusted(cfg.TrustedProxies)
 	if err != nil {
 		return nil, err
+	}
+	o.Authorize = func(ctx context.Context, r *http.Request, route authn.Route, aid authn.Identity) (authn.Verdict, error) {
+		return st.authorize(ctx, r, route, aid, trusted)
 	}
 	hp, err := newHeaderPolicy(cfg)
 	if err != nil {
@@ -389,6 +391,37 @@ func routeInfoOf(r config.Route) RouteInfo {
 	return RouteInfo{Name: r.Name, Host: strings.ToLower(r.Host), Prefix: r.PathPrefix, Public: r.Public, MFA: r.MFA, Upstream: r.Upstream}
 }
 
+// forwardAuthClientIP is the client a forward-auth request is about. The
+// caller (nginx) is trusted, so X-Forwarded-For is walked from the right
+// past trusted proxies (and loopback), as the pipeline does: with nginx's
+// $proxy_add_x_forwarded_for the last hop is the client nginx saw, whatever
+// the client wrote before it. X-Real-IP is not believed: nginx passes a
+// client's own copy on unless its config overwrites it.
+func forwardAuthClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
+	isTrusted := func(a netip.Addr) bool {
+		if a.IsLoopback() {
+			return true
+		}
+		for _, p := range trusted {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	hops := forwardedFor(r.Header)
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(hops[i])
+		if err != nil {
+			break // unreadable chain: believe only the peer
+		}
+		if a = a.Unmap(); !isTrusted(a) || i == 0 {
+			return a
+		}
+	}
+	return remoteAddr(r)
+}
+
 // hostCharset is the strictest path_charset of host's routes (see
 // Router.PathCharset).
 func hostCharset(routes []config.Route, host string) string {
@@ -483,7 +516,7 @@ func (st *authnStage) record(ctx context.Context, ev authn.Event) error {
 
 // authorize judges a forward-auth request with the pipeline's risk and
 // policy stages, and records the decision.
-func (st *authnStage) authorize(ctx context.Context, r *http.Request, route authn.Route, aid authn.Identity) (authn.Verdict, error) {
+func (st *authnStage) authorize(ctx context.Context, r *http.Request, route authn.Route, aid authn.Identity, trusted []netip.Prefix) (authn.Verdict, error) {
 	w := st.w
 	p, err := NormalizePath(r.URL.EscapedPath())
 	if err != nil {
@@ -503,10 +536,7 @@ func (st *authnStage) authorize(ctx context.Context, r *http.Request, route auth
 	if err := CheckPathCharset(p, hostCharset(w.Config.Routes, r.Host)); err != nil {
 		return authn.Verdict{Reason: "bad_path"}, nil
 	}
-	ip, _ := netip.ParseAddr(r.Header.Get("X-Real-IP"))
-	if !ip.IsValid() {
-		ip = remoteAddr(r)
-	}
+	ip := forwardAuthClientIP(r, trusted)
 	req := &Request{ID: newRequestID(), Route: ri, Path: p, ClientIP: ip, Time: w.Clock(), HTTP: r}
 	id := fromAuthnIdentity(aid)
 	var risk Risk
