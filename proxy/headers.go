@@ -273,8 +273,11 @@ func forwardedFor(h http.Header) []string {
 }
 
 // setForwarded sets X-Forwarded-For/Host/Proto on an outbound request, as
-// httputil.ProxyRequest.SetXForwarded does, except that what a client sent
-// is kept only when the peer is a trusted proxy.
+// httputil.ProxyRequest.SetXForwarded does, except that a client's
+// X-Forwarded-For and -Proto are kept only when the peer is a trusted
+// proxy, and X-Forwarded-Host is always the host Gatehouse routed and
+// judged: an app that picks its tenant from it must see that one, not
+// whatever a front proxy let a client write.
 func (hp *headerPolicy) setForwarded(in *http.Request, out http.Header) {
 	peer := remoteAddr(in)
 	trusted := peer.IsValid() && hp.isTrusted(peer)
@@ -296,9 +299,6 @@ func (hp *headerPolicy) setForwarded(in *http.Request, out http.Header) {
 		proto = "https"
 	}
 	if trusted {
-		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
-			host = v
-		}
 		if v := in.Header.Get("X-Forwarded-Proto"); v == "http" || v == "https" {
 			proto = v
 		}
