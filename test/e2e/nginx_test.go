@@ -83,7 +83,8 @@ http {
       proxy_set_header Content-Length "";
       proxy_set_header X-Original-URL https://$http_host$request_uri;
       proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-Method "";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
     }
 
     location /.gatehouse/ {
