@@ -309,6 +309,9 @@ type loginState struct {
 	WantMFA  bool   `json:"mfa,omitempty"`
 	StepUp   bool   `json:"su,omitempty"`
 	PrevSID  string `json:"ps,omitempty"`
+	// Started is when a step-up login began (unix seconds): an auth_time
+	// from before it means the IdP did not authenticate again.
+	Started int64 `json:"t,omitempty"`
 }
 
 func (a *Authn) loginCookie(state string) string {

@@ -109,6 +109,11 @@ func (a *Authn) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "authorisation unavailable", http.StatusForbidden)
 			return
 		}
+		if v.StepUp {
+			start := a.url(host, PathStart, url.Values{"rd": {rd}, "mfa": {"1"}})
+			a.forwardChallenge(w, r, or, nginx, start, true, true)
+			return
+		}
 		if !v.Allow && !v.RequireMFA {
 			http.Error(w, "access denied", http.StatusForbidden)
 			return

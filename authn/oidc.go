@@ -81,7 +81,7 @@ type loginRequest struct {
 	Return  string
 	Bind    string
 	WantMFA bool
-	StepUp  bool // the current session lacks MFA: force a fresh login
+	StepUp  bool // a fresh login is required (prompt=login): no MFA, or an anomaly step-up
 	PrevSID string
 }
 
@@ -102,6 +102,9 @@ func (a *Authn) startLogin(w http.ResponseWriter, r *http.Request, lr loginReque
 		WantMFA:  lr.WantMFA,
 		StepUp:   lr.StepUp,
 		PrevSID:  lr.PrevSID,
+	}
+	if lr.StepUp {
+		st.Started = a.now().Unix()
 	}
 	plain, err := json.Marshal(st)
 	if err != nil {
@@ -203,7 +206,10 @@ func (a *Authn) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		s.AuthTime = prof.AuthTime.Unix()
 	}
 	mfa := EvaluateMFA(a.o.MFA, s.AMR, s.ACR, prof.AuthTime, now)
-	if st.WantMFA && !mfa {
+	// A step-up that brought no MFA, or no fresh authentication (auth_time
+	// older than the login, with a minute for clock skew), is not retried
+	// at once: the user sees why instead of a redirect loop.
+	if st.WantMFA && !mfa || st.StepUp && st.Started != 0 && s.AuthTime < st.Started-60 {
 		s.StepUpTried = now.Unix()
 	}
 	ev := Event{Type: EventLogin, Outcome: "ok", Subject: s.Subject, Email: s.Email, SessionID: s.ID,

@@ -135,7 +135,10 @@ type Route struct {
 type Verdict struct {
 	Allow      bool
 	RequireMFA bool
-	Reason     string
+	// StepUp asks for a fresh sign-in with MFA even from a session that
+	// has MFA (an anomaly's step_up).
+	StepUp bool
+	Reason string
 }
 
 // Event types reported through Options.Events.

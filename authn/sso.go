@@ -95,7 +95,9 @@ func (a *Authn) handleLogin(w http.ResponseWriter, r *http.Request) {
 		now := a.now()
 		mfa := EvaluateMFA(a.o.MFA, s.AMR, s.ACR, time.Unix(s.AuthTime, 0), now)
 		tried := s.StepUpTried != 0 && now.Sub(time.Unix(s.StepUpTried, 0)) < a.o.MFA.RetryAfter
-		if !wantMFA || mfa || tried {
+		// step=1 asks for a fresh proof even from a session with MFA (an
+		// anomaly's step_up): handing the same session back would loop.
+		if !wantMFA || (mfa && !stepUp) || tried {
 			a.deliver(w, r, s, rd, bind)
 			return
 		}

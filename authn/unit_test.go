@@ -475,3 +475,71 @@ func TestForwardAuthPublicRouteJudged(t *testing.T) {
 		t.Fatalf("public request the policy denies: %d, want 403", code)
 	}
 }
+
+// TestStepUpFromMFASession: an anomaly's step-up asks a session that has
+// MFA for a fresh proof (prompt=login at the IdP) instead of handing the
+// same session back, which would loop; forward-auth challenges on it too.
+func TestStepUpFromMFASession(t *testing.T) {
+	rg, f := fakeRig(t, nil)
+	rg.get("http://chat.test/")
+	f.mu.Lock()
+	first := f.last.Get("prompt")
+	f.mu.Unlock()
+	if first == "login" {
+		t.Fatal("the first login already asked for prompt=login")
+	}
+
+	// Forward-auth: a verdict asking for a step-up challenges a session
+	// that has MFA.
+	authorize := rg.a.o.Authorize
+	rg.a.o.Authorize = func(context.Context, *http.Request, Route, Identity) (Verdict, error) {
+		return Verdict{StepUp: true}, nil
+	}
+	req := httptest.NewRequest(http.MethodGet, "http://chat.test/.gatehouse/auth", nil)
+	req.RemoteAddr = "127.0.0.1:5555"
+	req.Header.Set("X-Original-URL", "http://chat.test/room/1")
+	req.Header.Set("X-Original-Method", "GET")
+	req.AddCookie(sessionCookieOf(rg, chatHost))
+	rec := httptest.NewRecorder()
+	rg.a.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Header().Get("Location"), "mfa=1") {
+		t.Fatalf("forward-auth with an anomaly step-up: %d %v, want 401 to an MFA sign-in", rec.Code, rec.Header())
+	}
+	rg.a.o.Authorize = authorize
+
+	// The central login with step=1 goes back to the IdP with prompt=login.
+	rg.get("http://gate.test" + PathLogin + "?" + url.Values{"rd": {"http://gate.test/"}, "mfa": {"1"}, "step": {"1"}}.Encode())
+	f.mu.Lock()
+	again := f.last.Get("prompt")
+	f.mu.Unlock()
+	if again != "login" {
+		t.Fatalf("a step-up from an MFA session did not go to the IdP with prompt=login (prompt %q)", again)
+	}
+}
+
+// TestStepUpWithoutFreshAuthDoesNotLoop: an IdP that answers a step-up
+// without authenticating again (an auth_time from before the login) is not
+// asked again at once: the next step-up hands the session back, so the
+// user sees why instead of a redirect loop.
+func TestStepUpWithoutFreshAuthDoesNotLoop(t *testing.T) {
+	rg, f := fakeRig(t, nil)
+	rg.get("http://chat.test/")
+	orig := f.claims
+	f.claims = func(nonce string) map[string]any {
+		c := orig(nonce)
+		c["auth_time"] = time.Now().Add(-2 * time.Hour).Unix()
+		return c
+	}
+	stepUp := "http://gate.test" + PathLogin + "?" + url.Values{"rd": {"http://gate.test/"}, "mfa": {"1"}, "step": {"1"}}.Encode()
+	rg.get(stepUp)
+	f.mu.Lock()
+	state1 := f.last.Get("state")
+	f.mu.Unlock()
+	rg.get(stepUp)
+	f.mu.Lock()
+	state2 := f.last.Get("state")
+	f.mu.Unlock()
+	if state1 == "" || state1 != state2 {
+		t.Fatalf("the IdP was asked again right after a step-up that did not re-authenticate (states %q, %q)", state1, state2)
+	}
+}

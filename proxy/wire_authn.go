@@ -566,7 +566,16 @@ func (st *authnStage) authorize(ctx context.Context, r *http.Request, route auth
 			if len(ev.Reasons) == 0 {
 				ev.Reasons = []string{ReasonPolicyDeny}
 			}
-		case (dec.RequireMFA || risk.StepUp || ri.MFA == "required") && !id.MFA:
+		case risk.StepUp:
+			// As in the pipeline: an anomaly's step-up asks for a fresh
+			// proof even from a session that has MFA.
+			reason := ReasonMFARequired
+			if risk.Reason != "" {
+				reason += ":" + risk.Reason
+			}
+			ev.Outcome, ev.Reasons = OutcomeStepUp, []string{reason}
+			v.StepUp = true
+		case (dec.RequireMFA || ri.MFA == "required") && !id.MFA:
 			ev.Outcome, ev.Reasons = OutcomeStepUp, []string{ReasonMFARequired}
 			v.RequireMFA = true
 		default:
