@@ -213,8 +213,14 @@ func (st *authnStage) build(cfg *config.Config) (*authn.Authn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The compiled routes tell forward-auth's observations which paths
+	// are downloads.
+	router, err := NewRouter(cfg.Routes)
+	if err != nil {
+		return nil, err
+	}
 	o.Authorize = func(ctx context.Context, r *http.Request, route authn.Route, aid authn.Identity) (authn.Verdict, error) {
-		return st.authorize(ctx, r, route, aid, trusted)
+		return st.authorize(ctx, r, route, aid, trusted, router)
 	}
 	hp, err := newHeaderPolicy(cfg)
 	if err != nil {
@@ -516,7 +522,7 @@ func (st *authnStage) record(ctx context.Context, ev authn.Event) error {
 
 // authorize judges a forward-auth request with the pipeline's risk and
 // policy stages, and records the decision.
-func (st *authnStage) authorize(ctx context.Context, r *http.Request, route authn.Route, aid authn.Identity, trusted []netip.Prefix) (authn.Verdict, error) {
+func (st *authnStage) authorize(ctx context.Context, r *http.Request, route authn.Route, aid authn.Identity, trusted []netip.Prefix, router *Router) (authn.Verdict, error) {
 	w := st.w
 	p, err := NormalizePath(r.URL.EscapedPath())
 	if err != nil {
@@ -591,7 +597,28 @@ func (st *authnStage) authorize(ctx context.Context, r *http.Request, route auth
 	if len(ev.Reasons) > 0 {
 		v.Reason = ev.Reasons[0]
 	}
+	if v.Allow {
+		observeForwarded(ctx, w.Observers, router, req, id)
+	}
 	return v, nil
+}
+
+// observeForwarded counts an allowed forward-auth request for the
+// observers (anomaly detection). Gatehouse never sees the response behind
+// nginx, so it counts when it judges: the request, and a download when the
+// path matches the route's downloads.paths; bytes and downloads known only
+// from response headers stay invisible there.
+func observeForwarded(ctx context.Context, obs []Observer, router *Router, req *Request, id Identity) {
+	if len(obs) == 0 {
+		return
+	}
+	c := Completion{Request: req, Identity: id, Status: http.StatusOK}
+	if rt := router.Match(req.Route.Host, req.Path); rt != nil {
+		c.Download = rt.IsDownload(req.Path, "", "")
+	}
+	for _, o := range obs {
+		o.Observe(ctx, c)
+	}
 }
 
 // handleRevoke is POST /api/v1/sessions/revoke {"user": U} | {"session": ID}.
