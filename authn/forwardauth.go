@@ -110,7 +110,7 @@ func (a *Authn) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if v.StepUp {
-			start := a.url(host, PathStart, url.Values{"rd": {rd}, "mfa": {"1"}})
+			start := a.url(host, PathStart, url.Values{"rd": {rd}, "mfa": {"1"}, "step": {"1"}})
 			a.forwardChallenge(w, r, or, nginx, start, true, true)
 			return
 		}
@@ -173,7 +173,7 @@ func originalMethod(r *http.Request, nginx bool) (string, bool) {
 		return http.MethodGet, true
 	}
 	for i := 0; i < len(m); i++ {
-		if c := m[i]; c < 'A' || c > 'Z' {
+		if c := m[i]; (c < 'A' || c > 'Z') && c != '-' {
 			return "", false
 		}
 	}

@@ -236,8 +236,17 @@ func (a *Authn) handleStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wantMFA := route.MFARequired || r.URL.Query().Get("mfa") == "1"
-	if s != nil && (!wantMFA || a.identity(s).MFA) {
+	// step=1: a fresh proof is wanted even from a session with MFA (an
+	// anomaly's step-up, asked for by forward-auth).
+	stepUp := r.URL.Query().Get("step") == "1"
+	if s != nil && (!wantMFA || a.identity(s).MFA && !stepUp) {
 		http.Redirect(w, r, rd, http.StatusFound)
+		return
+	}
+	if s != nil && wantMFA && s.StepUpTried != 0 && a.now().Sub(time.Unix(s.StepUpTried, 0)) < a.o.MFA.RetryAfter {
+		// The IdP was just asked and gave no (fresh) MFA: say so rather
+		// than send the browser round again (forward-auth would loop).
+		a.renderMFAUnavailable(w, r, route, s)
 		return
 	}
 	a.beginSSO(w, r, rd, wantMFA, s != nil)

@@ -502,10 +502,21 @@ func TestStepUpFromMFASession(t *testing.T) {
 	req.AddCookie(sessionCookieOf(rg, chatHost))
 	rec := httptest.NewRecorder()
 	rg.a.Handler().ServeHTTP(rec, req)
-	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Header().Get("Location"), "mfa=1") {
-		t.Fatalf("forward-auth with an anomaly step-up: %d %v, want 401 to an MFA sign-in", rec.Code, rec.Header())
+	loc := rec.Header().Get("Location")
+	if rec.Code != http.StatusUnauthorized || !strings.Contains(loc, "mfa=1") || !strings.Contains(loc, "step=1") {
+		t.Fatalf("forward-auth with an anomaly step-up: %d %v, want 401 to an MFA step-up sign-in", rec.Code, rec.Header())
 	}
 	rg.a.o.Authorize = authorize
+	// Following it (as nginx's @login does) reaches the IdP with
+	// prompt=login, instead of bouncing back to the app.
+	rg.get(loc)
+	f.mu.Lock()
+	viaStart := f.last.Get("prompt")
+	f.mu.Unlock()
+	if viaStart != "login" {
+		t.Fatalf("the forward-auth step-up did not reach the IdP with prompt=login (prompt %q)", viaStart)
+	}
+	rg.get("http://chat.test/")
 
 	// The central login with step=1 goes back to the IdP with prompt=login.
 	rg.get("http://gate.test" + PathLogin + "?" + url.Values{"rd": {"http://gate.test/"}, "mfa": {"1"}, "step": {"1"}}.Encode())
@@ -541,5 +552,12 @@ func TestStepUpWithoutFreshAuthDoesNotLoop(t *testing.T) {
 	f.mu.Unlock()
 	if state1 == "" || state1 != state2 {
 		t.Fatalf("the IdP was asked again right after a step-up that did not re-authenticate (states %q, %q)", state1, state2)
+	}
+	// Behind forward-auth the start page says why, instead of sending the
+	// browser round again.
+	rg.get("http://chat.test/")
+	p := rg.get("http://chat.test" + PathStart + "?" + url.Values{"rd": {"http://chat.test/x"}, "mfa": {"1"}, "step": {"1"}}.Encode())
+	if p.Status != http.StatusForbidden || !strings.Contains(p.Body, "ulti-factor") {
+		t.Fatalf("start after a fruitless step-up: %d\n%s", p.Status, p.Body)
 	}
 }

@@ -578,13 +578,14 @@ http {
       proxy_set_header Host $host;
     }
     location @login {
-      return 302 /.gatehouse/start?rd=$scheme://$http_host$request_uri;
+      return 302 $gh_login;
     }
     location / {
       auth_request /.gatehouse/auth;
       auth_request_set $gh_user $upstream_http_x_auth_user;
       auth_request_set $gh_assertion $upstream_http_x_identity_assertion;
       auth_request_set $gh_cookie $upstream_http_x_gatehouse_cookie;
+      auth_request_set $gh_login $upstream_http_location;
       error_page 401 = @login;
       proxy_set_header X-Auth-User $gh_user;
       proxy_set_header X-Identity-Assertion $gh_assertion;
@@ -672,7 +673,7 @@ http {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p2.Status != 302 || !strings.HasPrefix(p2.Header.Get("Location"), "/.gatehouse/start?rd=") {
+	if p2.Status != 302 || !strings.HasPrefix(p2.Header.Get("Location"), "https://wiki.example.com/.gatehouse/start?rd=") {
 		t.Errorf("anonymous through nginx: %d %v", p2.Status, p2.Header)
 	}
 	// A public prefix does not open the rest of the host: nginx forwards
