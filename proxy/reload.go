@@ -49,10 +49,23 @@ func (s *Server) Reload(ctx context.Context) (int64, error) {
 			return old.generation, s.reloadFailed(ctx, old, fmt.Errorf("%w: certificates: %w", ErrReload, err))
 		}
 	}
+	// Two-phase stages prepare first; their commits wait until every
+	// other hook has accepted the config too.
+	var commits []func()
+	for _, prepare := range s.wiring.onReloadPrepare {
+		commit, err := prepare(ctx, cfg)
+		if err != nil {
+			return old.generation, s.reloadFailed(ctx, old, fmt.Errorf("%w: %w", ErrReload, err))
+		}
+		commits = append(commits, commit)
+	}
 	for _, hook := range s.wiring.onReload {
 		if err := hook(ctx, cfg); err != nil {
 			return old.generation, s.reloadFailed(ctx, old, fmt.Errorf("%w: %w", ErrReload, err))
 		}
+	}
+	for _, commit := range commits {
+		commit()
 	}
 	for _, k := range restartOnly(old.cfg, cfg) {
 		s.log.Warn("config change needs a restart to take effect", zap.String("key", k))

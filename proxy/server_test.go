@@ -516,3 +516,43 @@ func TestRunFailedStartClosesStages(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadPreparedCommitsOnlyWhenAllAccept: a two-phase stage's commit
+// runs only when every hook accepted the new config, so a reload refused
+// by a later stage (a policy that does not compile) leaves it as it was.
+func TestReloadPreparedCommitsOnlyWhenAllAccept(t *testing.T) {
+	up, _ := echoUpstream(t, nil)
+	path := filepath.Join(t.TempDir(), "gatehouse.yaml")
+	writeConfig(t, path, fmt.Sprintf(reloadYAML, routeYAML("one", "one.example.com", up.URL)))
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed := "one"
+	s, _ := newTestServer(t, cfg, stages{authz: allowAll(), rec: &fakeRecorder{}, extra: func(w *Wiring) {
+		w.OnReloadPrepare(func(_ context.Context, c *config.Config) (func(), error) {
+			name := c.Routes[0].Name
+			return func() { committed = name }, nil
+		})
+		w.OnReload(func(_ context.Context, c *config.Config) error {
+			if c.Routes[0].Name == "bad" {
+				return errFake
+			}
+			return nil
+		})
+	}})
+	writeConfig(t, path, fmt.Sprintf(reloadYAML, routeYAML("bad", "bad.example.com", up.URL)))
+	if _, err := s.Reload(context.Background()); err == nil {
+		t.Fatal("a refused reload was applied")
+	}
+	if committed != "one" {
+		t.Fatalf("a prepared stage was committed by a refused reload: %q", committed)
+	}
+	writeConfig(t, path, fmt.Sprintf(reloadYAML, routeYAML("two", "two.example.com", up.URL)))
+	if _, err := s.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if committed != "two" {
+		t.Fatalf("an accepted reload did not commit: %q", committed)
+	}
+}

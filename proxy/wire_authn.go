@@ -115,7 +115,7 @@ func buildAuthn(ctx context.Context, w *Wiring) error {
 		}
 		return st.a.Load().Ready(ctx)
 	})
-	w.OnReload(st.reload)
+	w.OnReloadPrepare(st.prepareReload)
 	stopWatch := func() {}
 	if st.replay != nil {
 		// Before the server serves: no request is judged without the
@@ -360,22 +360,21 @@ func checkAuthn(_ context.Context, cfg *config.Config) error {
 	return err
 }
 
-func (st *authnStage) reload(_ context.Context, cfg *config.Config) error {
+func (st *authnStage) prepareReload(_ context.Context, cfg *config.Config) (func(), error) {
 	if cfg.OIDC.Issuer == "" {
-		return fmt.Errorf("authn: oidc.issuer removed; restart to turn login off")
+		return nil, fmt.Errorf("authn: oidc.issuer removed; restart to turn login off")
 	}
 	if authnStoreKey(cfg) != st.storeKey {
-		return fmt.Errorf("authn: session store or redis settings changed; restart to apply")
+		return nil, fmt.Errorf("authn: session store or redis settings changed; restart to apply")
 	}
 	if st.a.Load() == nil {
-		return errors.New("authn: not built")
+		return nil, errors.New("authn: not built")
 	}
 	a, err := st.build(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	st.a.Store(a)
-	return nil
+	return func() { st.a.Store(a) }, nil
 }
 
 func (st *authnStage) handler(pattern string) http.Handler {
@@ -426,19 +425,6 @@ func forwardAuthClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
 		}
 	}
 	return remoteAddr(r)
-}
-
-// hostCharset is the strictest path_charset of host's routes (see
-// Router.PathCharset).
-func hostCharset(routes []config.Route, host string) string {
-	h := canonicalHost(host)
-	cs := ""
-	for _, r := range routes {
-		if canonicalHost(r.Host) == h {
-			cs = StricterCharset(cs, r.PathCharset)
-		}
-	}
-	return cs
 }
 
 // matchConfigRoute finds the route for host and path: same host, longest
@@ -522,24 +508,22 @@ func (st *authnStage) record(ctx context.Context, ev authn.Event) error {
 
 // authorize judges a forward-auth request with the pipeline's risk and
 // policy stages, and records the decision.
-func (st *authnStage) authorize(ctx context.Context, r *http.Request, route authn.Route, aid authn.Identity, trusted []netip.Prefix, router *Router) (authn.Verdict, error) {
+func (st *authnStage) authorize(ctx context.Context, r *http.Request, _ authn.Route, aid authn.Identity, trusted []netip.Prefix, router *Router) (authn.Verdict, error) {
 	w := st.w
 	p, err := NormalizePath(r.URL.EscapedPath())
 	if err != nil {
 		return authn.Verdict{Reason: "bad_path"}, nil
 	}
-	ri := RouteInfo{Name: route.Name, Host: route.Host, Public: route.Public, MFA: "optional"}
-	if route.MFARequired {
-		ri.MFA = "required"
-	}
-	rt, ok := matchConfigRoute(w.Config.Routes, r.Host, p)
-	if !ok {
+	// The routes of the config this Authn was built from (a reload builds
+	// a new one), not the config at start.
+	rt := router.Match(r.Host, p)
+	if rt == nil {
 		// Fail closed: a path no route serves is not judged.
 		return authn.Verdict{Reason: ReasonNoRoute}, nil
 	}
-	ri = routeInfoOf(rt)
+	ri := rt.Info
 	// The host's path_charset holds behind nginx too.
-	if err := CheckPathCharset(p, hostCharset(w.Config.Routes, r.Host)); err != nil {
+	if err := CheckPathCharset(p, router.PathCharset(r.Host)); err != nil {
 		return authn.Verdict{Reason: "bad_path"}, nil
 	}
 	ip := forwardAuthClientIP(r, trusted)

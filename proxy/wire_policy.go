@@ -182,19 +182,32 @@ func buildPolicy(ctx context.Context, w *Wiring) error {
 
 // configure takes the parts of the config the adapter itself reads.
 func (st *policyStage) configure(cfg *config.Config) error {
+	apply, err := st.prepareConfigure(cfg)
+	if err != nil {
+		return err
+	}
+	apply()
+	return nil
+}
+
+// prepareConfigure checks what configure needs from cfg and returns the
+// step that applies it, so that a reload can refuse before changing
+// anything.
+func (st *policyStage) prepareConfigure(cfg *config.Config) (func(), error) {
 	zone := time.UTC
 	if tz := cfg.Anomaly.Timezone; tz != "" {
 		z, err := time.LoadLocation(tz)
 		if err != nil {
-			return fmt.Errorf("policy: anomaly.timezone %q: %w", tz, err)
+			return nil, fmt.Errorf("policy: anomaly.timezone %q: %w", tz, err)
 		}
 		zone = z
 	}
-	st.zone.Store(zone)
 	names := identityHeaderNames(cfg)
-	st.idHeaders.Store(&names)
-	st.cfg.Store(cfg)
-	return nil
+	return func() {
+		st.zone.Store(zone)
+		st.idHeaders.Store(&names)
+		st.cfg.Store(cfg)
+	}, nil
 }
 
 func (st *policyStage) options(cfg *config.Config) policy.Options {
@@ -224,13 +237,17 @@ func (st *policyStage) ready(context.Context) error {
 // last good revision keeps serving either way).
 func (st *policyStage) reload(ctx context.Context, cfg *config.Config) error {
 	old := st.cfg.Load()
+	// Nothing changes until the new policy serves: a refused reload
+	// leaves the settings as they were.
+	apply, err := st.prepareConfigure(cfg)
+	if err != nil {
+		return err
+	}
 	if reflect.DeepEqual(old.Policy, cfg.Policy) {
-		if err := st.configure(cfg); err != nil {
-			return err
-		}
 		if err := st.engine.Load().Reload(ctx); err != nil {
 			return fmt.Errorf("policy: %w", err)
 		}
+		apply()
 		return nil
 	}
 	e, err := policy.New(ctx, st.options(cfg))
@@ -241,10 +258,7 @@ func (st *policyStage) reload(ctx context.Context, cfg *config.Config) error {
 		_ = e.Close()
 		return fmt.Errorf("policy: %w", err)
 	}
-	if err := st.configure(cfg); err != nil {
-		_ = e.Close()
-		return err
-	}
+	apply()
 	st.memoMu.Lock()
 	prev := st.engine.Swap(e)
 	if prev != nil {

@@ -31,14 +31,16 @@ type Wiring struct {
 	Recorder  Recorder
 	Observers []Observer
 
-	mux        *http.ServeMux // /.gatehouse/* on every host
-	adminMux   *http.ServeMux // admin API, behind the bearer token
-	readiness  []readinessCheck
-	onReload   []func(ctx context.Context, cfg *config.Config) error
-	onClose    []func(ctx context.Context) error
-	hdrs       []UpstreamHeaderer
-	guards     []RequestGuard
-	routeGuard sync.Mutex
+	mux       *http.ServeMux // /.gatehouse/* on every host
+	adminMux  *http.ServeMux // admin API, behind the bearer token
+	readiness []readinessCheck
+	onReload  []func(ctx context.Context, cfg *config.Config) error
+	// onReloadPrepare are two-phase reload hooks (OnReloadPrepare).
+	onReloadPrepare []func(ctx context.Context, cfg *config.Config) (func(), error)
+	onClose         []func(ctx context.Context) error
+	hdrs            []UpstreamHeaderer
+	guards          []RequestGuard
+	routeGuard      sync.Mutex
 }
 
 // UpstreamHeaderer adds headers (identity headers, signed assertion) to the
@@ -76,6 +78,15 @@ func (w *Wiring) AddReadiness(name string, check func(ctx context.Context) error
 // error keeps the old state serving and is reported as a failed reload.
 func (w *Wiring) OnReload(f func(ctx context.Context, cfg *config.Config) error) {
 	w.onReload = append(w.onReload, f)
+}
+
+// OnReloadPrepare registers a two-phase reload hook: prepare builds what
+// the new config needs without changing anything that serves, and returns
+// the commit that puts it in place. Commits run only once every prepare
+// and every OnReload hook succeeded, so a reload refused later (a policy
+// that does not compile) leaves no half-applied stage behind.
+func (w *Wiring) OnReloadPrepare(prepare func(ctx context.Context, cfg *config.Config) (commit func(), err error)) {
+	w.onReloadPrepare = append(w.onReloadPrepare, prepare)
 }
 
 // OnClose registers a hook run at shutdown, in reverse order of registration.
