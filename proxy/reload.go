@@ -65,7 +65,9 @@ func (s *Server) Reload(ctx context.Context) (int64, error) {
 		}
 	}
 	for _, commit := range commits {
-		commit()
+		if commit != nil { // a prepare with nothing to put in place
+			commit()
+		}
 	}
 	for _, k := range restartOnly(old.cfg, cfg) {
 		s.log.Warn("config change needs a restart to take effect", zap.String("key", k))

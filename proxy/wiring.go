@@ -82,7 +82,7 @@ func (w *Wiring) OnReload(f func(ctx context.Context, cfg *config.Config) error)
 
 // OnReloadPrepare registers a two-phase reload hook: prepare builds what
 // the new config needs without changing anything that serves, and returns
-// the commit that puts it in place. Commits run only once every prepare
+// the commit that puts it in place (nil: nothing to do). Commits run only once every prepare
 // and every OnReload hook succeeded, so a reload refused later (a policy
 // that does not compile) leaves no half-applied stage behind.
 func (w *Wiring) OnReloadPrepare(prepare func(ctx context.Context, cfg *config.Config) (commit func(), err error)) {
