@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/anomaly"
+	"github.com/gatehouse-dev/gatehouse/config"
 )
 
 // TestAnomalyStateSurvivesRestart: with anomaly.state_file a restarted
@@ -70,9 +71,7 @@ func TestAnomalyStateSurvivesRestart(t *testing.T) {
 // the instance starts fresh and serves.
 func TestAnomalyStateUnreadable(t *testing.T) {
 	up := streamingUpstream(t)
-	cfg, base := auditTestConfig(t, up.URL, "batch")
-	a := anomalyConfig(up.URL)
-	cfg.AdminToken, cfg.Anomaly, cfg.Session = a.AdminToken, a.Anomaly, a.Session
+	cfg, base := auditedAnomalyConfig(t, up.URL)
 	cfg.Anomaly.StateFile = filepath.Join(base, "anomaly.state")
 	if err := os.WriteFile(cfg.Anomaly.StateFile, []byte("not a state {"), 0o600); err != nil {
 		t.Fatal(err)
@@ -100,20 +99,9 @@ func TestAnomalyStateUnreadable(t *testing.T) {
 // the start, instead of failing every minute unseen.
 func TestAnomalyStateUnwritable(t *testing.T) {
 	up := streamingUpstream(t)
-	cfg, base := auditTestConfig(t, up.URL, "batch")
-	a := anomalyConfig(up.URL)
-	cfg.AdminToken, cfg.Anomaly, cfg.Session = a.AdminToken, a.Anomaly, a.Session
+	cfg, base := auditedAnomalyConfig(t, up.URL)
 	cfg.Anomaly.StateFile = filepath.Join(base, "no-such-dir", "anomaly.state")
-	var buildErr error
-	s, _ := newTestServer(t, cfg, stages{auth: &fakeAuth{id: alice}, authz: allowAll(), extra: func(w *Wiring) {
-		if err := buildAudit(context.Background(), w); err != nil {
-			t.Fatalf("build audit: %v", err)
-		}
-		buildErr = buildAnomaly(context.Background(), w)
-	}})
-	// The stages built before the failure (the audit log) are closed before
-	// the temporary directories go.
-	t.Cleanup(func() { _ = s.runClose(context.Background()) })
+	buildErr := buildAnomalyErr(t, cfg, true)
 	if buildErr == nil || !strings.Contains(buildErr.Error(), "anomaly.state_file") || !errors.Is(buildErr, fs.ErrNotExist) {
 		t.Fatalf("build error = %v, want anomaly.state_file wrapping ErrNotExist", buildErr)
 	}
@@ -126,13 +114,7 @@ func TestAnomalyStateNeedsAuditLog(t *testing.T) {
 	cfg := anomalyConfig(up.URL)
 	cfg.Audit.Dir = ""
 	cfg.Anomaly.StateFile = filepath.Join(t.TempDir(), "anomaly.state")
-	var buildErr error
-	s, _ := newTestServer(t, cfg, stages{auth: &fakeAuth{id: alice}, authz: allowAll(), extra: func(w *Wiring) {
-		buildErr = buildAnomaly(context.Background(), w)
-	}})
-	// The stages built before the failure (the audit log) are closed before
-	// the temporary directories go.
-	t.Cleanup(func() { _ = s.runClose(context.Background()) })
+	buildErr := buildAnomalyErr(t, cfg, false)
 	if buildErr == nil || !strings.Contains(buildErr.Error(), "needs the audit log") {
 		t.Fatalf("build error = %v", buildErr)
 	}
@@ -145,27 +127,44 @@ func TestAnomalyStateNeedsAuditLog(t *testing.T) {
 // directory) stops the start and is not moved aside.
 func TestAnomalyStateIsADirectory(t *testing.T) {
 	up := streamingUpstream(t)
-	cfg, base := auditTestConfig(t, up.URL, "batch")
-	a := anomalyConfig(up.URL)
-	cfg.AdminToken, cfg.Anomaly, cfg.Session = a.AdminToken, a.Anomaly, a.Session
+	cfg, base := auditedAnomalyConfig(t, up.URL)
 	cfg.Anomaly.StateFile = filepath.Join(base, "state-dir")
 	if err := os.Mkdir(cfg.Anomaly.StateFile, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	var buildErr error
-	s, _ := newTestServer(t, cfg, stages{auth: &fakeAuth{id: alice}, authz: allowAll(), extra: func(w *Wiring) {
-		if err := buildAudit(context.Background(), w); err != nil {
-			t.Fatalf("build audit: %v", err)
-		}
-		buildErr = buildAnomaly(context.Background(), w)
-	}})
-	// The stages built before the failure (the audit log) are closed before
-	// the temporary directories go.
-	t.Cleanup(func() { _ = s.runClose(context.Background()) })
+	buildErr := buildAnomalyErr(t, cfg, true)
 	if buildErr == nil || errors.Is(buildErr, anomaly.ErrState) {
 		t.Fatalf("build error = %v, want a read error", buildErr)
 	}
 	if fi, err := os.Stat(cfg.Anomaly.StateFile); err != nil || !fi.IsDir() {
 		t.Errorf("the unreadable path was moved: %v", err)
 	}
+}
+
+// auditedAnomalyConfig is the anomaly test config with a batch audit log
+// (which restores blocks) under base.
+func auditedAnomalyConfig(t *testing.T, upstream string) (*config.Config, string) {
+	t.Helper()
+	cfg, base := auditTestConfig(t, upstream, "batch")
+	a := anomalyConfig(upstream)
+	cfg.AdminToken, cfg.Anomaly, cfg.Session = a.AdminToken, a.Anomaly, a.Session
+	return cfg, base
+}
+
+// buildAnomalyErr builds the anomaly stage for cfg (after the audit log
+// when withAudit) and returns its error. Whatever was built is closed
+// before the test's temporary directories go.
+func buildAnomalyErr(t *testing.T, cfg *config.Config, withAudit bool) error {
+	t.Helper()
+	var buildErr error
+	s, _ := newTestServer(t, cfg, stages{auth: &fakeAuth{id: alice}, authz: allowAll(), extra: func(w *Wiring) {
+		if withAudit {
+			if err := buildAudit(context.Background(), w); err != nil {
+				t.Fatalf("build audit: %v", err)
+			}
+		}
+		buildErr = buildAnomaly(context.Background(), w)
+	}})
+	t.Cleanup(func() { _ = s.runClose(context.Background()) })
+	return buildErr
 }
