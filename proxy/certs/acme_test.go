@@ -127,8 +127,17 @@ func startPebble(t *testing.T) *acmeEnv {
 	if env.tlsLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
+	// The DNS server holds its port before Pebble's are picked: a port
+	// FreePort released could otherwise go to it (both on one port).
+	dnsAddr := startDNS(t)
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	env.mgmt = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	env.mgmt = listen
+	for env.mgmt == listen || env.mgmt == dnsAddr {
+		env.mgmt = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	}
+	if listen == dnsAddr {
+		t.Fatalf("pebble and its DNS server were given one port (%s)", listen)
+	}
 	env.directory = "https://" + listen + "/dir"
 	conf := map[string]any{"pebble": map[string]any{
 		"listenAddress":                  listen,
@@ -148,7 +157,7 @@ func startPebble(t *testing.T) *acmeEnv {
 	write(t, confFile, confJSON)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-config", confFile, "-dnsserver", startDNS(t))
+	cmd := exec.CommandContext(ctx, bin, "-config", confFile, "-dnsserver", dnsAddr)
 	testenv.DieWithParent(cmd)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
