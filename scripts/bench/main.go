@@ -43,7 +43,7 @@ func main() {
 	h2 := flag.Bool("h2", false, "HTTP/2 between client and proxies")
 	keep := flag.Bool("keep", false, "keep the rows' directories (configs, logs, audit logs)")
 	flag.StringVar(&loadProfileDir, "loadprofile", "", "write CPU profiles of this process (load and upstream) per row and server into `dir`")
-	calibrate := flag.String("calibrate", "", "comma-separated extras for the bare proxy, each a row against the plain bare proxy: a CPU cost (5us: that much pure computation per request) or `headers` (the identity headers and signed assertion Gatehouse sends upstream, as constants)")
+	calibrate := flag.String("calibrate", "", "comma-separated extras for the bare proxy, each a row against the plain bare proxy: a CPU cost (5us: that much pure computation per request) `headers` (the identity headers and signed assertion Gatehouse sends upstream, as constants) or `mandated` (those headers, a memoised cookbook decision and two signed audit records per request, through Gatehouse's packages without its pipeline)")
 	flag.Parse()
 	burns, err := parseBurns(*calibrate)
 	if err != nil {
@@ -184,13 +184,13 @@ func parseBurns(s string) ([]string, error) {
 		if f = strings.TrimSpace(f); f == "" {
 			continue
 		}
-		if f == extraHeaders {
+		if f == extraHeaders || f == extraMandated {
 			out = append(out, f)
 			continue
 		}
 		d, err := time.ParseDuration(f)
 		if err != nil || d <= 0 || d > 10*time.Millisecond {
-			return nil, fmt.Errorf("%q is neither %s nor a duration between 0 and 10ms", f, extraHeaders)
+			return nil, fmt.Errorf("%q is neither %s, %s nor a duration between 0 and 10ms", f, extraHeaders, extraMandated)
 		}
 		out = append(out, d.String())
 	}
@@ -237,7 +237,7 @@ func merge(a, b result) result {
 // startBare runs the bare reverse proxy as its own process, so its CPU time
 // is measured the same way as Gatehouse's.
 // extra is "0s", a duration of pure computation to add to every request,
-// or extraHeaders (calibration).
+// extraHeaders or extraMandated (calibration).
 func startBare(ctx context.Context, env *env, port string, extra string) (func(), int, error) {
 	self, err := os.Executable()
 	if err != nil {
@@ -245,6 +245,9 @@ func startBare(ctx context.Context, env *env, port string, extra string) (func()
 	}
 	cmd := exec.CommandContext(ctx, self, "bare-proxy", "127.0.0.1:"+port, env.upstream, env.certFile, env.keyFile, extra)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	// The mandated row's audit log lives in the run's directory (removed
+	// with it: the bare proxy is killed, it cleans nothing up itself).
+	cmd.Env = append(os.Environ(), "BENCH_DIR="+filepath.Join(env.dir, "bare-"+port), "BENCH_ROOT="+env.root)
 	if err := cmd.Start(); err != nil {
 		return nil, 0, err
 	}
@@ -264,7 +267,15 @@ func bareProxy(args []string) {
 		os.Exit(2)
 	}
 	var burn time.Duration
-	headers := args[4] == extraHeaders
+	var m *mandated
+	headers := args[4] == extraHeaders || args[4] == extraMandated
+	if args[4] == extraMandated {
+		var err error
+		if m, err = newMandated(context.Background(), os.Getenv("BENCH_DIR"), os.Getenv("BENCH_ROOT")); err != nil {
+			fmt.Fprintln(os.Stderr, "mandated:", err)
+			os.Exit(1)
+		}
+	}
 	if !headers {
 		var err error
 		if burn, err = time.ParseDuration(args[4]); err != nil {
@@ -291,12 +302,19 @@ func bareProxy(args []string) {
 		ErrorLog: log.New(io.Discard, "", 0),
 	}
 	if addr := os.Getenv("BENCH_BARE_PPROF"); addr != "" {
-		// Profiling the baseline the same way as Gatehouse's admin API.
-		go func() { _ = http.ListenAndServe(addr, nil) }()
+		// Profiling the baseline the same way as Gatehouse's admin API;
+		// BENCH_BARE_PPROF_EXTRA=mandated profiles that calibration row's
+		// proxy instead.
+		if want := os.Getenv("BENCH_BARE_PPROF_EXTRA"); want == "" && args[4] == "0s" || want == args[4] {
+			go func() { _ = http.ListenAndServe(addr, nil) }()
+		}
 	}
 	var h http.Handler = rp
 	if burn > 0 {
 		h = burner(burn, rp)
+	}
+	if m != nil {
+		h = m.wrap(rp)
 	}
 	srv := &http.Server{Addr: args[0], Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	if err := srv.ListenAndServeTLS(args[2], args[3]); err != nil {
