@@ -43,7 +43,7 @@ func main() {
 	h2 := flag.Bool("h2", false, "HTTP/2 between client and proxies")
 	keep := flag.Bool("keep", false, "keep the rows' directories (configs, logs, audit logs)")
 	flag.StringVar(&loadProfileDir, "loadprofile", "", "write CPU profiles of this process (load and upstream) per row and server into `dir`")
-	calibrate := flag.String("calibrate", "", "comma-separated extras for the bare proxy, each a row against the plain bare proxy: a CPU cost (5us: that much pure computation per request) `headers` (the identity headers and signed assertion Gatehouse sends upstream, as constants) or `mandated` (those headers, a memoised cookbook decision and two signed audit records per request, through Gatehouse's packages without its pipeline)")
+	calibrate := flag.String("calibrate", "", "comma-separated extras for the bare proxy, each a row against the plain bare proxy: a CPU cost (5us: that much pure computation per request) `headers` (the identity headers and signed assertion Gatehouse sends upstream, as constants) `mandated` (those headers, a memoised cookbook decision and two signed audit records per request, through Gatehouse's packages without its pipeline) or `mandated-redis` (that and the anomaly detector on Redis)")
 	flag.Parse()
 	burns, err := parseBurns(*calibrate)
 	if err != nil {
@@ -79,7 +79,7 @@ func run(ctx context.Context, gh, rowsFlag string, burns []string, round time.Du
 	}
 	defer env.close()
 
-	bare, barePID, err := startBare(ctx, env, env.barePort, "0s")
+	bare, barePID, err := startBare(ctx, env, env.barePort, "0s", "")
 	if err != nil {
 		return fmt.Errorf("bare proxy: %w", err)
 	}
@@ -131,8 +131,19 @@ func run(ctx context.Context, gh, rowsFlag string, burns []string, round time.Du
 		if err != nil {
 			return err
 		}
-		stopBurn, burnPID, err := startBare(ctx, env, port, d)
+		redisAddr, stopRedis := "", func() {}
+		if d == extraMandatedRedis {
+			rdir := filepath.Join(env.dir, "redis-"+port)
+			if err := os.MkdirAll(rdir, 0o700); err != nil {
+				return err
+			}
+			if redisAddr, stopRedis, err = startRedis(ctx, rdir); err != nil {
+				return err
+			}
+		}
+		stopBurn, burnPID, err := startBare(ctx, env, port, d, redisAddr)
 		if err != nil {
+			stopRedis()
 			return fmt.Errorf("bare proxy +%v: %w", d, err)
 		}
 		name := "bare+" + d
@@ -140,6 +151,7 @@ func run(ctx context.Context, gh, rowsFlag string, burns []string, round time.Du
 		gt := target{url: "https://app.localhost:" + port + "/", pid: burnPID}
 		b, g := compare(ctx, client, name, bt, gt, conc, round, rounds)
 		stopBurn()
+		stopRedis()
 		rr, rp := printRow(format, name, b, g)
 		if first == "" {
 			first = fmt.Sprintf("ratio_rps=%.3f ratio_p99=%.3f", rr, rp)
@@ -184,13 +196,13 @@ func parseBurns(s string) ([]string, error) {
 		if f = strings.TrimSpace(f); f == "" {
 			continue
 		}
-		if f == extraHeaders || f == extraMandated {
+		if f == extraHeaders || f == extraMandated || f == extraMandatedRedis {
 			out = append(out, f)
 			continue
 		}
 		d, err := time.ParseDuration(f)
 		if err != nil || d <= 0 || d > 10*time.Millisecond {
-			return nil, fmt.Errorf("%q is neither %s, %s nor a duration between 0 and 10ms", f, extraHeaders, extraMandated)
+			return nil, fmt.Errorf("%q is neither %s, %s, %s nor a duration between 0 and 10ms", f, extraHeaders, extraMandated, extraMandatedRedis)
 		}
 		out = append(out, d.String())
 	}
@@ -238,7 +250,7 @@ func merge(a, b result) result {
 // is measured the same way as Gatehouse's.
 // extra is "0s", a duration of pure computation to add to every request,
 // extraHeaders or extraMandated (calibration).
-func startBare(ctx context.Context, env *env, port string, extra string) (func(), int, error) {
+func startBare(ctx context.Context, env *env, port, extra, redisAddr string) (func(), int, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, 0, err
@@ -247,7 +259,7 @@ func startBare(ctx context.Context, env *env, port string, extra string) (func()
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	// The mandated row's audit log lives in the run's directory (removed
 	// with it: the bare proxy is killed, it cleans nothing up itself).
-	cmd.Env = append(os.Environ(), "BENCH_DIR="+filepath.Join(env.dir, "bare-"+port), "BENCH_ROOT="+env.root)
+	cmd.Env = append(os.Environ(), "BENCH_DIR="+filepath.Join(env.dir, "bare-"+port), "BENCH_ROOT="+env.root, "BENCH_REDIS="+redisAddr)
 	if err := cmd.Start(); err != nil {
 		return nil, 0, err
 	}
@@ -268,10 +280,15 @@ func bareProxy(args []string) {
 	}
 	var burn time.Duration
 	var m *mandated
-	headers := args[4] == extraHeaders || args[4] == extraMandated
-	if args[4] == extraMandated {
+	headers := args[4] == extraHeaders || args[4] == extraMandated || args[4] == extraMandatedRedis
+	if args[4] == extraMandated || args[4] == extraMandatedRedis {
 		var err error
-		if m, err = newMandated(context.Background(), os.Getenv("BENCH_DIR"), os.Getenv("BENCH_ROOT")); err != nil {
+		if args[4] == extraMandated {
+			m, err = newMandated(context.Background(), os.Getenv("BENCH_DIR"), os.Getenv("BENCH_ROOT"))
+		} else {
+			m, err = newMandatedRedis(context.Background(), os.Getenv("BENCH_DIR"), os.Getenv("BENCH_ROOT"), os.Getenv("BENCH_REDIS"))
+		}
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "mandated:", err)
 			os.Exit(1)
 		}
