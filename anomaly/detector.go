@@ -592,6 +592,15 @@ func (d *Detector) fire(ctx context.Context, now time.Time, r *Rule, s Subject, 
 				bkey, kind, id = sk.session(), BlockSession, s.Session
 			}
 			b := Block{Kind: kind, ID: id, Rule: r.Name, Reason: "anomaly:" + r.Name, User: s.User, Created: now, Until: now.Add(r.BlockFor), Counts: c}
+			if cur, ok := d.blockInForce(ctx, bkey, now); ok && !cur.Until.Before(b.Until) {
+				// A rule never shortens a block in force: an operator's
+				// 30-day block stays when the blocked client's refused
+				// retries trip a 1-hour rule. What it covers is cut all
+				// the same.
+				d.live.cut(bkey)
+				res.Until, res.Kind, res.ID = cur.Until, kind, id
+				break
+			}
 			aerr = d.setBlock(ctx, bkey, b, r.BlockFor)
 			res.Until, res.Kind, res.ID = b.Until, kind, id
 		case ActionRevoke:
@@ -603,7 +612,9 @@ func (d *Detector) fire(ctx context.Context, now time.Time, r *Rule, s Subject, 
 				aerr = errors.New("anonymous caller has no session to revoke")
 			}
 			if aerr == nil {
-				d.live.cut(key)
+				// A night rule counts under "n|u:ana": live requests are
+				// the subject's.
+				d.live.cut(strings.TrimPrefix(key, nightPrefix))
 			}
 		}
 		res.OK = aerr == nil
@@ -640,6 +651,30 @@ func (d *Detector) setBlock(ctx context.Context, key string, b Block, dur time.D
 		return fmt.Errorf("store block %s: %w", key, err)
 	}
 	return nil
+}
+
+// blockInForce returns the block stored under key (block:key) while it
+// lasts: the one made here, else the store's (another replica's). A
+// marker that cannot be read or decoded counts as none: the caller then
+// writes its own block, the safe side.
+func (d *Detector) blockInForce(ctx context.Context, key string, now time.Time) (Block, bool) {
+	d.mu.Lock()
+	b, ok := d.local[key]
+	d.mu.Unlock()
+	if ok && now.Before(b.Until) {
+		return b, true
+	}
+	sctx, cancel := d.bounded(ctx)
+	defer cancel()
+	snap, err := d.store.Load(sctx, now, Query{Markers: []string{"block:" + key}})
+	if err != nil {
+		return Block{}, false
+	}
+	raw, ok := snap.Markers["block:"+key]
+	if !ok || json.Unmarshal(raw, &b) != nil || !now.Before(b.Until) {
+		return Block{}, false
+	}
+	return b, true
 }
 
 func (d *Detector) localBlock(sk *subjectKeys, now time.Time) (Block, bool) {

@@ -111,13 +111,38 @@ func (d *Detector) Live() int {
 // and a release func to call when it is done. Blocks made on this instance
 // cut at once; blocks made by another instance sharing the store within
 // PollInterval.
+//
+// A block made on this instance after the request was assessed but before
+// Watch (while policy judged it, while its decision was written down) is
+// found here: setBlock remembers a block before it cuts the live set, and
+// Watch joins the live set before it looks, so one of the two sees the
+// other. Blocks of other instances reach a live request through the
+// store's poll or sync.
 func (d *Detector) Watch(ctx context.Context, s Subject) (context.Context, func()) {
 	wctx, cancel := context.WithCancelCause(ctx)
 	id := d.live.add(s, cancel)
+	if d.blockedHere(s) {
+		d.live.remove(id)
+		cancel(ErrBlocked)
+	}
 	return wctx, func() {
 		d.live.remove(id)
 		cancel(context.Canceled)
 	}
+}
+
+// blockedHere reports whether a block made on this instance covers s now.
+// Without any such block (the usual case) it builds no key.
+func (d *Detector) blockedHere(s Subject) bool {
+	d.mu.Lock()
+	none := len(d.local) == 0
+	d.mu.Unlock()
+	if none {
+		return false
+	}
+	sk := newSubjectKeys(s)
+	_, ok := d.localBlock(&sk, d.clock())
+	return ok
 }
 
 // pollBlocks checks the blocks of live requests' subjects every

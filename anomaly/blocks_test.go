@@ -1,0 +1,111 @@
+package anomaly
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// A block made after a request was assessed but before it is watched (the
+// pipeline judges policy and writes the decision in between) cuts it at
+// Watch: nothing else would, with the memory store.
+func TestWatchAfterBlockCuts(t *testing.T) {
+	d := newDetector(t, Options{Rules: []Rule{{Name: "x", Window: time.Minute, RequestsOver: 1000, Actions: []Action{ActionAlert}}}})
+	ana := Subject{User: "ana", Session: "s1"}
+	if r, _ := d.Assess(t.Context(), ana); r.Blocked {
+		t.Fatal("blocked before the block")
+	}
+	bob, releaseBob := d.Watch(t.Context(), Subject{User: "bob", Session: "s2"})
+	defer releaseBob()
+	if _, err := d.Block(t.Context(), BlockUser, "ana", time.Hour, "op"); err != nil {
+		t.Fatal(err)
+	}
+	live, release := d.Watch(t.Context(), Subject{User: "ana", Session: "s3"})
+	defer release()
+	if !errors.Is(context.Cause(live), ErrBlocked) {
+		t.Fatalf("a blocked user's request watched after the block: cause %v, want ErrBlocked", context.Cause(live))
+	}
+	if bob.Err() != nil {
+		t.Fatal("another user's request was cut")
+	}
+	if n := d.Live(); n != 1 {
+		t.Fatalf("live requests = %d, want 1 (the cut one is not tracked)", n)
+	}
+}
+
+// A rule never shortens a block in force: the blocked client's refused
+// retries trip a 1-hour rule, the operator's 30-day block stays.
+func TestRuleNeverShortensBlock(t *testing.T) {
+	for _, name := range []string{"memory", "redis"} {
+		t.Run(name, func(t *testing.T) {
+			var store Store
+			if name == "redis" {
+				store = redisStore(t, startRedis(t).Addr)
+			}
+			clk := newClock(time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC))
+			fired := make(chan Record, 1)
+			d := newDetector(t, Options{Clock: clk.Now, Store: store, SyncInterval: 10 * time.Millisecond,
+				Hooks: Hooks{OnAnomaly: func(_ context.Context, r Record) { fired <- r }},
+				Rules: []Rule{{Name: "burst", Window: time.Minute, RequestsOver: 5, Actions: []Action{ActionBlockUser}, BlockFor: time.Hour}}})
+			ana := Subject{User: "ana", Session: "s1"}
+			if _, err := d.Block(t.Context(), BlockUser, "ana", 30*24*time.Hour, "operator:incident"); err != nil {
+				t.Fatal(err)
+			}
+			for range 7 {
+				_ = d.Observe(t.Context(), ana, Observation{Status: 403})
+			}
+			var rec Record
+			select {
+			case rec = <-fired:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the rule did not fire")
+			}
+			if len(rec.Actions) != 1 || !rec.Actions[0].OK || !rec.Actions[0].Until.Equal(clk.Now().Add(30*24*time.Hour)) {
+				t.Fatalf("the rule's action %+v: want ok with the block in force's until", rec.Actions)
+			}
+			clk.Advance(61 * time.Minute)
+			if r, _ := d.Assess(t.Context(), ana); !r.Blocked || r.Reason != "operator:incident" {
+				t.Fatalf("after 61 minutes: blocked=%v reason=%q, want the operator's 30-day block", r.Blocked, r.Reason)
+			}
+		})
+	}
+}
+
+// A longer rule block still replaces a shorter one.
+func TestRuleLengthensBlock(t *testing.T) {
+	clk := newClock(time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC))
+	d := newDetector(t, Options{Clock: clk.Now,
+		Rules: []Rule{{Name: "burst", Window: time.Minute, RequestsOver: 5, Actions: []Action{ActionBlockUser}, BlockFor: 24 * time.Hour}}})
+	ana := Subject{User: "ana"}
+	if _, err := d.Block(t.Context(), BlockUser, "ana", time.Minute, "operator"); err != nil {
+		t.Fatal(err)
+	}
+	for range 7 {
+		_ = d.Observe(t.Context(), ana, Observation{})
+	}
+	clk.Advance(time.Hour)
+	if r, _ := d.Assess(t.Context(), ana); !r.Blocked || r.Reason != "anomaly:burst" {
+		t.Fatalf("after an hour: blocked=%v reason=%q, want the rule's 24h block", r.Blocked, r.Reason)
+	}
+}
+
+// A night rule's revoke cuts the subject's live requests (its counters are
+// kept under the night key, the live requests under the subject's).
+func TestRevokeCutsLiveRequests(t *testing.T) {
+	for _, night := range []bool{false, true} {
+		clk := newClock(time.Date(2026, 12, 3, 2, 0, 0, 0, mustZone(t, "Asia/Hong_Kong")))
+		rv := &fakeRevoker{}
+		d := newDetector(t, Options{Zone: mustZone(t, "Asia/Hong_Kong"), Night: "22:00-06:00", Clock: clk.Now, Revoker: rv,
+			Rules: []Rule{{Name: "r", Night: night, Window: time.Hour, DownloadsOver: 3, Actions: []Action{ActionRevoke}}}})
+		ana := Subject{User: "ana", Session: "s1"}
+		live, release := d.Watch(t.Context(), Subject{User: "ana", Session: "s2"})
+		for range 4 {
+			_ = d.Observe(t.Context(), ana, Observation{Download: true, Path: "/f"})
+		}
+		if !errors.Is(context.Cause(live), ErrBlocked) {
+			t.Errorf("night rule %v: live request of the revoked user not cut (cause %v)", night, context.Cause(live))
+		}
+		release()
+	}
+}
