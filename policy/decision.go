@@ -23,6 +23,7 @@ const (
 	ReasonNotAllowed    = "policy.not_allowed"       // allow is false, no deny reason given
 	ReasonNotBoolean    = "policy.allow_not_boolean" // allow is not true/false
 	ReasonDenyNotSet    = "policy.deny_not_set"      // deny is not a set
+	ReasonDenyUndefined = "policy.deny_undefined"    // deny has rules, none gave a value
 	ReasonMFANotBoolean = "policy.require_mfa_not_boolean"
 	ReasonConflict      = "policy.conflict"   // several values for one rule
 	ReasonEvalError     = "policy.eval_error" // evaluation or builtin error

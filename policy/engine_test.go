@@ -94,6 +94,12 @@ allow if {
 		{"require_mfa not boolean", "package gatehouse.authz\nallow := true\nrequire_mfa := \"always\"\n", 0, ReasonMFANotBoolean, ErrNotBoolean},
 		{"conflict", "package gatehouse.authz\nallow := true if input.request.method == \"GET\"\nallow := false if input.request.path == \"/x\"\n", 0, ReasonConflict, ErrConflict},
 		{"timeout", loop, 5 * time.Millisecond, ReasonTimeout, ErrTimeout},
+		// A complete deny undefined in part is undefined whole: it must
+		// not read as "no reasons" (here risk.blocked would be lost).
+		{"complete deny undefined (helper without default)", "package gatehouse.authz\ndefault allow := true\n" +
+			"base contains \"risk.blocked\" if input.risk.blocked\nextra := {\"night\"} if input.time.night\ndeny := base | extra\n", 0, ReasonDenyUndefined, ErrUndefined},
+		{"complete deny undefined (import of a missing package)", "package gatehouse.authz\nimport data.gatehouse.cookbook.netwrk\ndefault allow := true\n" +
+			"base contains \"risk.blocked\" if input.risk.blocked\ndeny := base | netwrk.deny\n", 0, ReasonDenyUndefined, ErrUndefined},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -114,6 +120,24 @@ allow if {
 			}
 			if tc.timeout > 0 && time.Since(start) > 2*time.Second {
 				t.Errorf("timeout not enforced: took %s", time.Since(start))
+			}
+		})
+	}
+}
+
+// Deny rules that give a value — a partial set with no match, a complete
+// rule that is empty — allow; only an undefined deny fails closed.
+func TestDenyDefinedAllows(t *testing.T) {
+	for name, rego := range map[string]string{
+		"no deny rule":                 "package gatehouse.authz\nallow := true\n",
+		"partial set, no match":        "package gatehouse.authz\nallow := true\ndeny contains \"x\" if input.risk.blocked\n",
+		"complete rule, empty":         "package gatehouse.authz\nallow := true\nbase contains \"x\" if input.risk.blocked\ndeny := base | set()\n",
+		"complete rule with a default": "package gatehouse.authz\nallow := true\ndefault deny := set()\ndeny := {\"x\"} if input.risk.blocked\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			set := mustCompile(t, map[string]string{"p.rego": rego}, CompileOptions{})
+			if d, err := set.Decide(context.Background(), baseInput()); !d.Allowed() || err != nil {
+				t.Fatalf("outcome %s %v (err %v), want allow", d.Outcome, d.Reasons, err)
 			}
 		})
 	}

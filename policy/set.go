@@ -49,6 +49,9 @@ type Set struct {
 	files    []string
 	deps     inputDeps // what the revision can read of input
 	memo     *memo     // nil: every decision is evaluated
+	// denyRules: the policy has rules for deny. Its deny is then never
+	// allowed to be undefined (see readVerdict).
+	denyRules bool
 }
 
 // Revision is the content hash of the set's served files.
@@ -130,6 +133,7 @@ func compileSnapshot(ctx context.Context, dir string, snap *snapshot, opts Compi
 	}
 	set := &Set{dir: dir, revision: snap.revision(), timeout: timeout, pq: pq, files: names}
 	if compiler != nil {
+		set.denyRules = len(compiler.GetRulesExact(denyRef)) > 0
 		set.deps = analyseInputs(compiler.Modules)
 	} else {
 		set.deps.off = "compiled modules unavailable"
@@ -232,8 +236,11 @@ func (s *Set) eval(ctx context.Context, input ast.Value, extra ...rego.EvalOptio
 		d, err := evalFailure(ctx, err, timedOut, s.timeout)
 		return verdict{}, d, err
 	}
-	return readVerdict(rs)
+	return readVerdict(rs, s.denyRules)
 }
+
+// denyRef is the deny rule's full name.
+var denyRef = ast.MustParseRef("data." + Package + ".deny")
 
 func evalFailure(ctx context.Context, err error, timedOut bool, timeout time.Duration) (Decision, error) {
 	switch {
@@ -265,7 +272,14 @@ func (v verdict) decision(mfa, routeMFA bool) Decision {
 // readVerdict reads the policy's answer from the query's bindings; on any
 // shape it does not expect it returns the fail-closed decision and a
 // non-nil error.
-func readVerdict(rs rego.ResultSet) (verdict, Decision, error) {
+//
+// denyRules says the policy has rules for deny: an undefined deny then
+// fails closed. `deny contains ...` is never undefined (no match is the
+// empty set), but a complete rule such as `deny := a.deny | b.deny` is
+// when any part of it is — a helper without a default, an import of a
+// package that was renamed — and reading that as "no reasons" would drop
+// every reason at once.
+func readVerdict(rs rego.ResultSet, denyRules bool) (verdict, Decision, error) {
 	fail := func(d Decision, err error) (verdict, Decision, error) { return verdict{}, d, err }
 	if len(rs) != 1 {
 		return fail(failed(ReasonUndefined), fmt.Errorf("%w: %d results", ErrUndefined, len(rs)))
@@ -295,6 +309,8 @@ func readVerdict(rs rego.ResultSet) (verdict, Decision, error) {
 	}
 
 	switch {
+	case denyRules && denyVals.Len() == 0:
+		return fail(failed(ReasonDenyUndefined), fmt.Errorf("%w: deny has rules but no value", ErrUndefined))
 	case allowVals.Len() == 0:
 		d := failed(ReasonUndefined)
 		if len(deny) > 0 {
