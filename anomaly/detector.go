@@ -710,8 +710,18 @@ func blockKey(kind BlockKind, id string) (string, error) {
 // Block refuses a user or session for dur (an operator's decision) and cuts
 // its live requests.
 func (d *Detector) Block(ctx context.Context, kind BlockKind, id string, dur time.Duration, reason string) (Block, error) {
-	key, err := blockKey(kind, id)
+	b, err := d.PlanBlock(kind, id, dur, reason)
 	if err != nil {
+		return Block{}, err
+	}
+	return b, d.ApplyBlock(ctx, b)
+}
+
+// PlanBlock is the block Block would make now, not yet applied: a caller
+// that must write a block down before it takes effect (the admin API, in
+// the audit log) records it, then applies it with ApplyBlock.
+func (d *Detector) PlanBlock(kind BlockKind, id string, dur time.Duration, reason string) (Block, error) {
+	if _, err := blockKey(kind, id); err != nil {
 		return Block{}, fmt.Errorf("block: %w", err)
 	}
 	if dur <= 0 {
@@ -725,7 +735,21 @@ func (d *Detector) Block(ctx context.Context, kind BlockKind, id string, dur tim
 	if kind == BlockUser {
 		b.User = id
 	}
-	return b, d.setBlock(ctx, key, b, dur)
+	return b, nil
+}
+
+// ApplyBlock makes b (from PlanBlock) take effect until b.Until. A store
+// error is returned with the block still enforced on this instance.
+func (d *Detector) ApplyBlock(ctx context.Context, b Block) error {
+	key, err := blockKey(b.Kind, b.ID)
+	if err != nil {
+		return fmt.Errorf("block: %w", err)
+	}
+	dur := b.Until.Sub(d.clock())
+	if dur <= 0 {
+		return fmt.Errorf("block %s: already over", key)
+	}
+	return d.setBlock(ctx, key, b, dur)
 }
 
 // Blocks lists active blocks, oldest first.

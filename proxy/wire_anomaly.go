@@ -608,24 +608,28 @@ func (st *anomalyStage) handleBlock(w http.ResponseWriter, r *http.Request) {
 	if b.Reason != "" {
 		reason = "operator:" + b.Reason
 	}
-	blk, err := st.d.Block(r.Context(), kind, id, dur, reason)
-	ev := Event{Type: EventAnomaly, Time: st.d.Now(), Outcome: "block", Reasons: []string{reason},
-		Fields: map[string]any{"action": "block", "kind": string(kind), "id": id, "until": blk.Until.UTC().Format(time.RFC3339), "by": "admin_api", "ok": err == nil}}
+	blk, err := st.d.PlanBlock(kind, id, dur, reason)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": err.Error()})
+		return
+	}
+	ev := Event{Type: EventAnomaly, Time: blk.Created, Outcome: "block", Reasons: []string{reason},
+		Fields: map[string]any{"action": "block", "kind": string(kind), "id": id, "until": blk.Until.UTC().Format(time.RFC3339), "by": "admin_api", "ok": true}}
 	if kind == anomaly.BlockUser {
 		ev.Subject = id
 	} else {
 		ev.SessionID = id
 	}
+	// Written down first: unrecorded, a block would vanish at the next
+	// restart and nobody could tell who made it. Refused, nothing changes
+	// (undoing an applied block would lift the one it replaced).
 	if rerr := st.recordErr(r.Context(), ev); rerr != nil {
-		// Unrecorded, the block would vanish at the next restart and
-		// nobody could tell who made it: undo it and say so.
-		if err == nil {
-			_, _ = st.d.Unblock(context.WithoutCancel(r.Context()), kind, id)
-		}
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "block not recorded in the audit log, not applied: " + rerr.Error()})
 		return
 	}
-	if err != nil {
+	// A store error leaves the block enforced here (and restored from the
+	// record at a restart), not yet on the other replicas: say so.
+	if err := st.d.ApplyBlock(r.Context(), blk); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error(), "block": blk})
 		return
 	}
