@@ -239,23 +239,46 @@ func remoteAddr(r *http.Request) netip.Addr {
 // clientIP is the address of the real client: the peer itself, unless the
 // peer is a trusted proxy; then X-Forwarded-For is read from the right,
 // skipping trusted hops, and the first untrusted address is the client.
+//
+// A trusted proxy that sends no chain, or one that cannot be read, leaves
+// the client unknown (the zero Addr: remote_ip ""). Answering with the
+// proxy's own address instead would put every client inside the proxy's
+// network — an office CIDR, say — for the policy.
 func (hp *headerPolicy) clientIP(r *http.Request) netip.Addr {
 	peer := remoteAddr(r)
 	if !peer.IsValid() || !hp.isTrusted(peer) {
 		return peer
 	}
-	hops := forwardedFor(r.Header)
+	return chainClient(forwardedFor(r.Header), hp.isTrusted)
+}
+
+// chainClient reads X-Forwarded-For hops from the right, skipping trusted
+// ones: the first untrusted address (or the leftmost) is the client. An
+// empty or unreadable chain gives the zero Addr: unknown.
+func chainClient(hops []string, trusted func(netip.Addr) bool) netip.Addr {
 	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(hops[i])
-		if err != nil {
-			return peer // unreadable chain: believe only the peer
+		a, ok := parseHop(hops[i])
+		if !ok {
+			return netip.Addr{} // unreadable chain: the client is unknown
 		}
-		a = a.Unmap()
-		if !hp.isTrusted(a) || i == 0 {
+		if !trusted(a) || i == 0 {
 			return a
 		}
 	}
-	return peer
+	return netip.Addr{}
+}
+
+// parseHop reads one X-Forwarded-For hop: an address, or an address with
+// a port ("203.0.113.9:51234", "[2001:db8::1]:443"), as some load
+// balancers write it.
+func parseHop(hop string) (netip.Addr, bool) {
+	if a, err := netip.ParseAddr(hop); err == nil {
+		return a.Unmap(), true
+	}
+	if ap, err := netip.ParseAddrPort(hop); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	return netip.Addr{}, false
 }
 
 // forwardedFor returns the hops of every X-Forwarded-For header, in order.

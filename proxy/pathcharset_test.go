@@ -81,11 +81,12 @@ func TestForwardAuthClientIP(t *testing.T) {
 	for _, tc := range []struct {
 		xff, realIP, peer, want string
 	}{
-		{"", "10.1.2.3", "127.0.0.1:5000", "127.0.0.1"},                // X-Real-IP spoof ignored
+		{"", "10.1.2.3", "127.0.0.1:5000", "invalid IP"},               // X-Real-IP spoof ignored; no chain: unknown
 		{"10.1.2.3, 203.0.113.7", "", "127.0.0.1:5000", "203.0.113.7"}, // client-written hop before nginx's
 		{"203.0.113.7, 10.9.1.1", "", "127.0.0.1:5000", "203.0.113.7"}, // past a trusted front proxy
 		{"not-an-ip, 203.0.113.7", "", "127.0.0.1:5000", "203.0.113.7"},
-		{"203.0.113.7, garbage", "", "127.0.0.1:5000", "127.0.0.1"}, // unreadable last hop: the peer
+		{"203.0.113.7, garbage", "", "127.0.0.1:5000", "invalid IP"}, // unreadable last hop: unknown, not nginx's address
+		{"203.0.113.7:51234", "", "127.0.0.1:5000", "203.0.113.7"},   // a hop with a port
 	} {
 		r := httptest.NewRequest(http.MethodGet, "http://gate/.gatehouse/auth", nil)
 		r.RemoteAddr = tc.peer

@@ -317,12 +317,20 @@ func TestClientIPFromTrustedProxy(t *testing.T) {
 	}
 	cases := []struct{ remote, xff, want string }{
 		{"203.0.113.9:1234", "1.2.3.4", "203.0.113.9"},
-		{"10.1.2.3:1234", "", "10.1.2.3"},
 		{"10.1.2.3:1234", "198.51.100.7", "198.51.100.7"},
 		{"10.1.2.3:1234", "6.6.6.6, 198.51.100.7, 10.9.9.9", "198.51.100.7"},
 		{"192.0.2.1:1", "10.0.0.1, 10.0.0.2", "10.0.0.1"},
-		{"10.1.2.3:1234", "garbage", "10.1.2.3"},
 		{"[::ffff:10.1.2.3]:1234", "2001:db8::1", "2001:db8::1"},
+		// Hops with ports, as some load balancers write them.
+		{"10.1.2.3:1234", "203.0.113.9:51234", "203.0.113.9"},
+		{"10.1.2.3:1234", "[2001:db8::1]:443", "2001:db8::1"},
+		{"10.1.2.3:1234", "6.6.6.6, 198.51.100.7:80, 10.9.9.9:1", "198.51.100.7"},
+		// A trusted proxy without a readable chain: the client is unknown,
+		// never the proxy itself (inside an office network, say).
+		{"10.1.2.3:1234", "", "invalid IP"},
+		{"10.1.2.3:1234", "garbage", "invalid IP"},
+		{"10.1.2.3:1234", "unknown", "invalid IP"},
+		{"10.1.2.3:1234", "198.51.100.7, unknown", "invalid IP"},
 	}
 	for _, tc := range cases {
 		r, _ := http.NewRequest("GET", "/", nil)

@@ -414,17 +414,9 @@ func forwardAuthClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
 		}
 		return false
 	}
-	hops := forwardedFor(r.Header)
-	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(hops[i])
-		if err != nil {
-			break // unreadable chain: believe only the peer
-		}
-		if a = a.Unmap(); !isTrusted(a) || i == 0 {
-			return a
-		}
-	}
-	return remoteAddr(r)
+	// No chain, or an unreadable one: the client is unknown (the caller's
+	// own address would stand for every client).
+	return chainClient(forwardedFor(r.Header), isTrusted)
 }
 
 // matchConfigRoute finds the route for host and path: same host, longest
