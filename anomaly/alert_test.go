@@ -61,6 +61,11 @@ func TestWebhookAlert(t *testing.T) {
 		if a.Type != "gatehouse.anomaly" || a.Record.Rule != "bulk" || a.Record.User != "ana" || a.Record.Counts.Downloads != 3 || !contains(a.Record.Flags, FlagNight) {
 			t.Errorf("alert = %+v", a)
 		}
+		// The alert says what was done, the block included.
+		if acts := a.Record.Actions; len(acts) != 2 || acts[0].Action != ActionAlert || !acts[0].OK ||
+			acts[1].Action != ActionBlockSession || !acts[1].OK || acts[1].Until.IsZero() {
+			t.Errorf("alert's actions = %+v, want alert and block_session with its until", acts)
+		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no alert delivered")
 	}

@@ -571,12 +571,15 @@ func (d *Detector) fire(ctx context.Context, now time.Time, r *Rule, s Subject, 
 	}
 	rec := Record{ID: newID(), Time: now, Rule: r.Name, Flags: flags, Scope: r.Per, User: s.User, Session: s.Session, IP: s.IP,
 		Night: night, Window: r.Window, Counts: c, Threshold: th}
+	alertAt := -1
 	for _, a := range r.Actions {
 		res := ActionResult{Action: a}
 		var aerr error
 		switch a {
 		case ActionAlert:
-			aerr = d.alerts.enqueue(rec)
+			// Queued once the other actions have run, so that the alert
+			// says what was done (a block, with its until) too.
+			alertAt = len(rec.Actions)
 		case ActionStepUp:
 			raw, _ := json.Marshal(stepUpMark{At: now, Rule: r.Name})
 			// A night rule counts under its own key ("n|u:ana"); the
@@ -622,6 +625,11 @@ func (d *Detector) fire(ctx context.Context, now time.Time, r *Rule, s Subject, 
 			res.Error = aerr.Error()
 		}
 		rec.Actions = append(rec.Actions, res)
+	}
+	if alertAt >= 0 {
+		if err := d.alerts.enqueue(rec); err != nil {
+			rec.Actions[alertAt].OK, rec.Actions[alertAt].Error = false, err.Error()
+		}
 	}
 	if d.opts.Hooks.OnAnomaly != nil {
 		d.opts.Hooks.OnAnomaly(ctx, rec)
