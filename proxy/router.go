@@ -199,11 +199,13 @@ type downloadMatcher struct {
 }
 
 func newDownloadMatcher(d config.Downloads) (downloadMatcher, error) {
-	m := downloadMatcher{paths: d.Paths}
+	var m downloadMatcher
 	for _, p := range d.Paths {
 		if _, err := path.Match(p, "/"); err != nil {
 			return m, fmt.Errorf("%q: %w", p, err)
 		}
+		// Matched without regard to case (see IsDownload).
+		m.paths = append(m.paths, strings.ToLower(p))
 	}
 	for _, ct := range d.ContentTypes {
 		m.types = append(m.types, strings.ToLower(strings.TrimSpace(ct)))
@@ -218,6 +220,8 @@ func newDownloadMatcher(d config.Downloads) (downloadMatcher, error) {
 // Path patterns use path.Match syntax. A pattern without "/" matches the last
 // segment ("*.pdf"); a pattern ending in "/*" matches everything below that
 // folder at any depth ("/files/*"); any other pattern matches the whole path.
+// Case is ignored: on an upstream that ignores it, /x.PDF is the same file
+// as /x.pdf, and counting one download too many is the safe side.
 func (rt *Route) IsDownload(p, contentType, disposition string) bool {
 	if disposition != "" {
 		if d, _, err := mime.ParseMediaType(disposition); err == nil && d == "attachment" {
@@ -225,6 +229,9 @@ func (rt *Route) IsDownload(p, contentType, disposition string) bool {
 		} else if err != nil && strings.HasPrefix(strings.ToLower(strings.TrimSpace(disposition)), "attachment") {
 			return true
 		}
+	}
+	if len(rt.downloads.paths) > 0 {
+		p = strings.ToLower(p) // no copy when already lower case
 	}
 	for _, pat := range rt.downloads.paths {
 		switch {

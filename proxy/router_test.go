@@ -101,6 +101,9 @@ func TestIsDownload(t *testing.T) {
 		{"/files", "text/html", "", false},
 		{"/filesx/a", "text/html", "", false},
 		{"/docs/report.pdf", "text/html", "", true},
+		{"/docs/report.PDF", "text/html", "", true}, // case ignored
+		{"/Files/A.txt", "text/html", "", true},
+		{"/EXPORT", "text/html", "", true},
 		{"/export", "text/html", "", true},
 		{"/export/x", "text/html", "", false},
 		{"/bin", "application/octet-stream", "", true},
