@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -348,7 +349,7 @@ func (s *Server) forward(w *responseWriter, r *http.Request, x *exchange, st *st
 	}
 
 	ev := s.baseEvent(x, EventCompletion)
-	ev.Status, ev.Bytes, ev.Duration = w.status, w.bytes, s.clock().Sub(x.start)
+	ev.Status, ev.Bytes, ev.Duration = w.status, w.sent(), s.clock().Sub(x.start)
 	if x.reason != "" {
 		ev.Fields = map[string]any{"reason": x.reason}
 	}
@@ -449,7 +450,7 @@ func (s *Server) finish(w *responseWriter, r *http.Request, x *exchange) {
 		routeName = x.route.Info.Name
 	}
 	if x.req != nil && (x.outcome == OutcomeAllow || x.outcome == OutcomeDeny || x.outcome == OutcomeStepUp || x.outcome == OutcomeUpstreamErr) {
-		c := Completion{Request: x.req, Identity: x.ident, Status: w.status, Bytes: w.bytes, Duration: dur}
+		c := Completion{Request: x.req, Identity: x.ident, Status: w.status, Bytes: w.sent(), Duration: dur}
 		c.Download = x.outcome == OutcomeAllow && w.status < 300 &&
 			x.route.IsDownload(x.req.Path, w.Header().Get("Content-Type"), w.Header().Get("Content-Disposition"))
 		for _, o := range s.wiring.Observers {
@@ -482,7 +483,7 @@ func (s *Server) finish(w *responseWriter, r *http.Request, x *exchange) {
 			zap.String("host", r.Host),
 			zap.String("path", r.URL.EscapedPath()),
 			zap.Int("status", w.status),
-			zap.Int64("bytes", w.bytes),
+			zap.Int64("bytes", w.sent()),
 			zap.Duration("duration", dur),
 			zap.Duration("upstream_duration", x.upstream),
 			zap.String("outcome", x.outcome),
@@ -583,6 +584,24 @@ type responseWriter struct {
 	bytes       int64
 	wroteHeader bool
 	hijacked    bool
+	// tunnel counts what a hijacked connection (a WebSocket) sent the
+	// client: the reverse proxy copies to it from its own goroutines.
+	tunnel atomic.Int64
+}
+
+// sent is what the client was sent: the response, and a tunnel's bytes.
+func (w *responseWriter) sent() int64 { return w.bytes + w.tunnel.Load() }
+
+// tunnelConn is a hijacked connection that counts what is written to it.
+type tunnelConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c tunnelConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 func (w *responseWriter) WriteHeader(code int) {
@@ -612,13 +631,16 @@ func (w *responseWriter) Flush() {
 // Hijack takes over the connection (WebSockets).
 func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err == nil {
-		w.hijacked = true
-		if !w.wroteHeader {
-			w.status, w.wroteHeader = http.StatusSwitchingProtocols, true
-		}
+	if err != nil {
+		return c, brw, err
 	}
-	return c, brw, err
+	w.hijacked = true
+	if !w.wroteHeader {
+		w.status, w.wroteHeader = http.StatusSwitchingProtocols, true
+	}
+	// What the upstream sends through the tunnel counts as sent to the
+	// client (bytes_over rules, the completion record).
+	return tunnelConn{Conn: c, n: &w.tunnel}, brw, nil
 }
 
 // Unwrap returns the underlying writer.

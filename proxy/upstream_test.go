@@ -42,7 +42,8 @@ func wsEcho(t *testing.T) *httptest.Server {
 func TestWebSockets(t *testing.T) {
 	up := wsEcho(t)
 	cfg := baseConfig(up.URL)
-	_, front := newTestServer(t, cfg, stages{auth: &fakeAuth{id: alice}, authz: allowAll(), rec: &fakeRecorder{}})
+	rec := &fakeRecorder{}
+	_, front := newTestServer(t, cfg, stages{auth: &fakeAuth{id: alice}, authz: allowAll(), rec: rec})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	wsURL := "ws" + strings.TrimPrefix(front.URL, "http") + "/socket"
@@ -58,7 +59,19 @@ func TestWebSockets(t *testing.T) {
 	if err != nil || string(msg) != "echo: hi" {
 		t.Fatalf("read %q, %v", msg, err)
 	}
+	// What the tunnel carried counts as sent to the client.
+	big := strings.Repeat("x", 16<<10)
+	if err := c.Write(ctx, websocket.MessageText, []byte(big)); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err = c.Read(ctx); err != nil || len(msg) != len("echo: ")+len(big) {
+		t.Fatalf("read %d bytes, %v", len(msg), err)
+	}
 	c.Close(websocket.StatusNormalClosure, "")
+	eventually(t, func() bool { return len(rec.Events()) == 2 })
+	if ev := rec.Events()[1]; ev.Type != EventCompletion || ev.Status != http.StatusSwitchingProtocols || ev.Bytes < int64(len(big)) {
+		t.Fatalf("completion %s status %d bytes %d, want 101 and at least %d bytes", ev.Type, ev.Status, ev.Bytes, len(big))
+	}
 
 	_, resp, err = websocket.Dial(ctx, wsURL, &websocket.DialOptions{Host: "app.example.com"})
 	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
