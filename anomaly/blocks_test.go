@@ -109,3 +109,39 @@ func TestRevokeCutsLiveRequests(t *testing.T) {
 		release()
 	}
 }
+
+// An anonymous caller's address has its own block kind: a user id that
+// reads "ip:…" is a user, never an address.
+func TestAddressBlocksAreTheirOwnKind(t *testing.T) {
+	d := newDetector(t, Options{Rules: []Rule{{Name: "burst", Window: time.Minute, RequestsOver: 2, Actions: []Action{ActionBlockUser}}}})
+	odd := Subject{User: "ip:10.0.0.1", Session: "s1"} // an OIDC sub
+	anon := Subject{IP: "10.0.0.1"}
+	for range 3 {
+		_ = d.Observe(t.Context(), odd, Observation{})
+	}
+	if r, _ := d.Assess(t.Context(), odd); !r.Blocked || r.Block.Kind != BlockUser || r.Block.ID != "ip:10.0.0.1" {
+		t.Fatalf("user: blocked=%v block=%+v, want a user block of ip:10.0.0.1", r.Blocked, r.Block)
+	}
+	if r, _ := d.Assess(t.Context(), anon); r.Blocked {
+		t.Fatal("the user's block covers the anonymous address 10.0.0.1")
+	}
+	if ok, err := d.Unblock(t.Context(), BlockUser, "ip:10.0.0.1"); !ok || err != nil {
+		t.Fatalf("unblock user ip:10.0.0.1: %v %v", ok, err)
+	}
+	if r, _ := d.Assess(t.Context(), odd); r.Blocked {
+		t.Fatal("still blocked after unblock")
+	}
+	for range 3 {
+		_ = d.Observe(t.Context(), anon, Observation{})
+	}
+	r, _ := d.Assess(t.Context(), anon)
+	if !r.Blocked || r.Block.Kind != BlockAddress || r.Block.ID != "10.0.0.1" {
+		t.Fatalf("anonymous: blocked=%v block=%+v, want an address block of 10.0.0.1", r.Blocked, r.Block)
+	}
+	if ok, err := d.Unblock(t.Context(), BlockAddress, "10.0.0.1"); !ok || err != nil {
+		t.Fatalf("unblock address: %v %v", ok, err)
+	}
+	if _, err := d.Block(t.Context(), BlockAddress, "not-an-ip", time.Minute, ""); err == nil {
+		t.Fatal("an address block of a non-address was accepted")
+	}
+}

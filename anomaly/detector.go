@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -124,6 +125,10 @@ type BlockKind string
 const (
 	BlockUser    BlockKind = "user"
 	BlockSession BlockKind = "session"
+	// BlockAddress covers an anonymous caller's address (public routes):
+	// its own kind, so that a user id that happens to read "ip:…" is
+	// never taken for one.
+	BlockAddress BlockKind = "address"
 )
 
 // Block is an active refusal of a user or session.
@@ -590,7 +595,10 @@ func (d *Detector) fire(ctx context.Context, now time.Time, r *Rule, s Subject, 
 			_, aerr = d.store.SetMarker(sctx, name, raw, d.opts.StepUpFor, false)
 			cancel()
 		case ActionBlockSession, ActionBlockUser:
-			bkey, kind, id := sk.user(), BlockUser, strings.TrimPrefix(sk.user(), "u:")
+			bkey, kind, id := sk.user(), BlockUser, s.User
+			if s.User == "" { // an anonymous caller: its address
+				kind, id = BlockAddress, s.IP
+			}
 			if a == ActionBlockSession && s.Session != "" {
 				bkey, kind, id = sk.session(), BlockSession, s.Session
 			}
@@ -705,12 +713,15 @@ func blockKey(kind BlockKind, id string) (string, error) {
 	}
 	switch kind {
 	case BlockUser:
-		if strings.HasPrefix(id, "ip:") {
-			return id, nil
-		}
 		return "u:" + id, nil
 	case BlockSession:
 		return "s:" + id, nil
+	case BlockAddress:
+		a, err := netip.ParseAddr(id)
+		if err != nil {
+			return "", fmt.Errorf("address %q: %w", id, err)
+		}
+		return "ip:" + a.Unmap().String(), nil
 	}
 	return "", fmt.Errorf("unknown block kind %q", kind)
 }

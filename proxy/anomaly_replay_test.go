@@ -284,6 +284,11 @@ func TestReplayBlocksFoldsRecords(t *testing.T) {
 		// refused, and ended
 		anomalyRec(-50, "fay", "", []string{"block"}, map[string]any{"action": "block", "kind": "user", "id": "fay", "until": until(120), "ok": false}, "operator", ""),
 		anomalyRec(-40, "gil", "", []string{"block"}, map[string]any{"action": "block", "kind": "user", "id": "gil", "until": until(-1), "ok": true}, "operator", ""),
+		// an anonymous caller's address, as recorded now and as before
+		// addresses had their own kind
+		anomalyRec(-30, "", "", []string{"block_user"}, map[string]any{"actions": []any{
+			map[string]any{"action": "block_user", "ok": true, "until": until(60), "kind": "address", "id": "203.0.113.9"}}}, "", "burst"),
+		anomalyRec(-20, "", "", []string{"block"}, map[string]any{"action": "block", "kind": "user", "id": "ip:198.51.100.7", "until": until(60), "ok": true}, "operator", ""),
 	})
 	sink := &blockSink{}
 	stats, err := replayBlocks(context.Background(), dir, sink, now)
@@ -292,6 +297,8 @@ func TestReplayBlocksFoldsRecords(t *testing.T) {
 	}
 	sort.Strings(sink.got)
 	want := []string{
+		"address:198.51.100.7 1h0m0s operator",
+		"address:203.0.113.9 1h0m0s anomaly:burst",
 		"session:s-ana 1h0m0s anomaly:bulk-download-at-night",
 		"session:s-ben 30m0s anomaly:unusual-volume",
 		"user:ana 1h0m0s anomaly:bulk-download-at-night",

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"reflect"
 	"strings"
 	"sync"
@@ -522,20 +523,45 @@ func (st *anomalyStage) onAlert(ctx context.Context, a anomaly.AlertResult) {
 type blockRequest struct {
 	User    string `json:"user"`
 	Session string `json:"session"`
-	For     string `json:"for"` // block only: a Go duration, default anomaly.block_for
+	Address string `json:"address"` // an anonymous caller's
+	For     string `json:"for"`     // block only: a Go duration, default anomaly.block_for
 	Reason  string `json:"reason"`
 }
 
 func (b blockRequest) target() (anomaly.BlockKind, string, error) {
+	n := 0
+	for _, v := range []string{b.User, b.Session, b.Address} {
+		if v != "" {
+			n++
+		}
+	}
 	switch {
-	case b.User != "" && b.Session != "":
-		return "", "", errors.New("give user or session, not both")
+	case n > 1:
+		return "", "", errors.New("give one of user, session or address")
 	case b.User != "":
 		return anomaly.BlockUser, b.User, nil
 	case b.Session != "":
 		return anomaly.BlockSession, b.Session, nil
+	case b.Address != "":
+		a, err := netip.ParseAddr(b.Address)
+		if err != nil {
+			return "", "", fmt.Errorf("address: %w", err)
+		}
+		return anomaly.BlockAddress, a.Unmap().String(), nil
 	}
-	return "", "", errors.New("user or session is required")
+	return "", "", errors.New("user, session or address is required")
+}
+
+// setTarget names a block's target in its audit record.
+func setTarget(ev *Event, kind anomaly.BlockKind, id string) {
+	switch kind {
+	case anomaly.BlockUser:
+		ev.Subject = id
+	case anomaly.BlockSession:
+		ev.SessionID = id
+	case anomaly.BlockAddress:
+		ev.ClientIP = id
+	}
 }
 
 func decodeBlockRequest(w http.ResponseWriter, r *http.Request) (blockRequest, error) {
@@ -569,11 +595,7 @@ func (st *anomalyStage) handleUnblock(w http.ResponseWriter, r *http.Request) {
 	// make unrecorded.
 	ev := Event{Type: EventAnomaly, Time: st.d.Now(), Outcome: "unblock", Reasons: []string{"operator"},
 		Fields: map[string]any{"action": "unblock", "kind": string(kind), "id": id, "by": "admin_api"}}
-	if kind == anomaly.BlockUser {
-		ev.Subject = id
-	} else {
-		ev.SessionID = id
-	}
+	setTarget(&ev, kind, id)
 	if err := st.recordErr(r.Context(), ev); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "unblock not recorded in the audit log, nothing changed: " + err.Error()})
 		return
@@ -615,11 +637,7 @@ func (st *anomalyStage) handleBlock(w http.ResponseWriter, r *http.Request) {
 	}
 	ev := Event{Type: EventAnomaly, Time: blk.Created, Outcome: "block", Reasons: []string{reason},
 		Fields: map[string]any{"action": "block", "kind": string(kind), "id": id, "until": blk.Until.UTC().Format(time.RFC3339), "by": "admin_api", "ok": true}}
-	if kind == anomaly.BlockUser {
-		ev.Subject = id
-	} else {
-		ev.SessionID = id
-	}
+	setTarget(&ev, kind, id)
 	// Written down first: unrecorded, a block would vanish at the next
 	// restart and nobody could tell who made it. Refused, nothing changes
 	// (undoing an applied block would lift the one it replaced).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -196,7 +197,12 @@ func blockFrom(m map[string]any) (blockState, bool) {
 	kind := anomaly.BlockKind(str(m, "kind"))
 	id := str(m, "id")
 	until, err := time.Parse(time.RFC3339, str(m, "until"))
-	if (kind != anomaly.BlockUser && kind != anomaly.BlockSession) || id == "" || err != nil {
+	if kind == anomaly.BlockUser && strings.HasPrefix(id, "ip:") {
+		// Written before addresses had their own kind: an anonymous
+		// caller's address block.
+		kind, id = anomaly.BlockAddress, strings.TrimPrefix(id, "ip:")
+	}
+	if (kind != anomaly.BlockUser && kind != anomaly.BlockSession && kind != anomaly.BlockAddress) || id == "" || err != nil {
 		return blockState{}, false
 	}
 	return blockState{kind: kind, id: id, until: until, reason: firstOr(nil, str(m, "reason"), "operator")}, true

@@ -23,8 +23,8 @@ import (
 
 func init() {
 	register(command{name: "anomaly list", summary: "list active anomaly blocks (admin API)", run: runAnomalyList})
-	register(command{name: "anomaly unblock", summary: "lift a block: --user U | --session ID (admin API)", run: runAnomalyUnblock})
-	register(command{name: "anomaly block", summary: "block --user U | --session ID [--for 1h] (admin API)", run: runAnomalyBlock})
+	register(command{name: "anomaly unblock", summary: "lift a block: --user U | --session ID | --address IP (admin API)", run: runAnomalyUnblock})
+	register(command{name: "anomaly block", summary: "block --user U | --session ID | --address IP [--for 1h] (admin API)", run: runAnomalyBlock})
 }
 
 // anomalyAdmin is how a subcommand reaches the admin API.
@@ -199,7 +199,8 @@ func anomalyErrText(code int, apiErr string, err error) string {
 	return fmt.Sprintf("admin API answered %d", code)
 }
 
-func anomalyTarget(fs *flag.FlagSet, user, session string, stderr io.Writer) (map[string]string, bool) {
+// userOrSession is the body naming one user or one session.
+func userOrSession(fs *flag.FlagSet, user, session string, stderr io.Writer) (map[string]string, bool) {
 	if (user == "") == (session == "") || fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "%s: give exactly one of --user or --session\n", fs.Name())
 		return nil, false
@@ -210,17 +211,34 @@ func anomalyTarget(fs *flag.FlagSet, user, session string, stderr io.Writer) (ma
 	return map[string]string{"session": session}, true
 }
 
+// anomalyTarget is the body naming a block's target: one user, session or
+// anonymous caller's address.
+func anomalyTarget(fs *flag.FlagSet, user, session, address string, stderr io.Writer) (map[string]string, bool) {
+	body := map[string]string{}
+	for k, v := range map[string]string{"user": user, "session": session, "address": address} {
+		if v != "" {
+			body[k] = v
+		}
+	}
+	if len(body) != 1 || fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: give exactly one of --user, --session or --address\n", fs.Name())
+		return nil, false
+	}
+	return body, true
+}
+
 func runAnomalyUnblock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, cfgPath, admin, tokenFile, asJSON := anomalyFlags("anomaly unblock", stderr)
 	user := fs.String("user", "", "user id (OIDC sub) to unblock")
 	session := fs.String("session", "", "session id to unblock")
+	address := fs.String("address", "", "an anonymous caller's IP address to unblock")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return exitUsage
 	}
-	body, ok := anomalyTarget(fs, *user, *session, stderr)
+	body, ok := anomalyTarget(fs, *user, *session, *address, stderr)
 	if !ok {
 		return exitUsage
 	}
@@ -261,6 +279,7 @@ func runAnomalyBlock(ctx context.Context, args []string, stdout, stderr io.Write
 	fs, cfgPath, admin, tokenFile, asJSON := anomalyFlags("anomaly block", stderr)
 	user := fs.String("user", "", "user id (OIDC sub) to block")
 	session := fs.String("session", "", "session id to block")
+	address := fs.String("address", "", "an anonymous caller's IP address to block")
 	dur := fs.Duration("for", 0, "how long (default: anomaly.block_for)")
 	reason := fs.String("reason", "", "reason recorded in the audit log")
 	if err := fs.Parse(args); err != nil {
@@ -269,7 +288,7 @@ func runAnomalyBlock(ctx context.Context, args []string, stdout, stderr io.Write
 		}
 		return exitUsage
 	}
-	body, ok := anomalyTarget(fs, *user, *session, stderr)
+	body, ok := anomalyTarget(fs, *user, *session, *address, stderr)
 	if !ok {
 		return exitUsage
 	}

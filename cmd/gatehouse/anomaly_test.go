@@ -85,7 +85,7 @@ func TestAnomalyCLI(t *testing.T) {
 		{append([]string{"anomaly", "unblock", "--user", "ana"}, common...), 1, "no active block for user ana"},
 		{append([]string{"anomaly", "list"}, common...), 0, "no active blocks"},
 		{append([]string{"anomaly", "block", "--user", "bob", "--for", "30m"}, common...), 0, "blocked user bob until 2026-12-02T19:00:00Z"},
-		{append([]string{"anomaly", "unblock"}, common...), exitUsage, "exactly one of --user or --session"},
+		{append([]string{"anomaly", "unblock"}, common...), exitUsage, "exactly one of --user, --session or --address"},
 		{append([]string{"anomaly", "unblock", "--user", "a", "--session", "b"}, common...), exitUsage, "exactly one"},
 		{[]string{"anomaly", "list", "--admin", srv.URL, "--token-file", filepath.Join(t.TempDir(), "none")}, 1, "read admin token"},
 	} {

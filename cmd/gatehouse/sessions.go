@@ -27,7 +27,7 @@ func runSessionsRevoke(ctx context.Context, args []string, stdout, stderr io.Wri
 		}
 		return exitUsage
 	}
-	body, ok := anomalyTarget(fs, *user, *session, stderr)
+	body, ok := userOrSession(fs, *user, *session, stderr)
 	if !ok {
 		return exitUsage
 	}
