@@ -29,12 +29,31 @@ var droppedHeaders = map[string]bool{
 	"x-original-url":       true,
 	"x-rewrite-url":        true,
 	"x-original-uri":       true,
+	"x-original-host":      true,
 	"via":                  true,
+	// Identity headers other proxies and apps use: the upstream never
+	// gets a client's copy (the proxy strips them), so the policy must not
+	// be able to believe one either.
+	"x-remote-user":        true,
+	"remote-user":          true,
+	"x-remote-group":       true,
+	"x-user":               true,
+	"x-email":              true,
+	"x-auth-user":          true,
+	"x-authenticated-user": true,
+	"x-webauth-user":       true,
+	"x-proxy-user":         true,
+	// Method overrides never reach the upstream either: the policy judges
+	// the request's real method.
+	"x-http-method-override": true,
+	"x-http-method":          true,
+	"x-method-override":      true,
 }
 
 // droppedPrefixes: forwarding headers and the identity headers Gatehouse
-// itself sends upstream (a client must not be able to pre-fill them).
-var droppedPrefixes = []string{"x-forwarded-", "x-gatehouse-", "x-original-forwarded-"}
+// (and oauth2-proxy) send upstream (a client must not be able to pre-fill
+// them).
+var droppedPrefixes = []string{"x-forwarded-", "x-gatehouse-", "x-original-forwarded-", "x-auth-request-"}
 
 // headerFact is what HeadersFromHTTP needs of a header name.
 type headerFact struct {
@@ -115,8 +134,8 @@ next:
 			n = strings.ToLower(name)
 		}
 		for _, e := range extra {
-			if strings.EqualFold(e, n) {
-				continue next
+			if strings.EqualFold(e, n) || strings.IndexByte(n, '_') >= 0 && strings.EqualFold(e, strings.ReplaceAll(n, "_", "-")) {
+				continue next // '_' folds to '-', as in droppedFolded
 			}
 		}
 		v := vs[0]

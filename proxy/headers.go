@@ -38,7 +38,7 @@ var spoofable = []string{
 	"x-http-method-override", "x-http-method", "x-method-override",
 }
 
-var spoofablePrefixes = []string{"x-forwarded-", "x-gatehouse-", "x-auth-request-"}
+var spoofablePrefixes = []string{"x-forwarded-", "x-gatehouse-", "x-auth-request-", "x-original-forwarded-"}
 
 func newHeaderPolicy(cfg *config.Config) (*headerPolicy, error) {
 	hp := &headerPolicy{exact: make(map[string]bool), prefixes: spoofablePrefixes}

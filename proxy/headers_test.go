@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/gatehouse-dev/gatehouse/policy"
 )
 
 func TestIsSpoofable(t *testing.T) {
@@ -138,5 +140,37 @@ func TestIsSpoofableMatchesFold(t *testing.T) {
 		if got, ref := hp.isSpoofable(tc.name), hp.isSpoofableFolded(foldHeader(tc.name)); got != ref {
 			t.Errorf("isSpoofable(%q) = %v, foldHeader path says %v", tc.name, got, ref)
 		}
+	}
+}
+
+// Whatever the upstream never gets from a client (it is stripped as
+// spoofable) the policy must not see either: a rule that believed it would
+// judge a request the upstream does not receive.
+func TestSpoofableHeadersHiddenFromPolicy(t *testing.T) {
+	for _, n := range spoofable {
+		if !policy.DroppedHeader(n) {
+			t.Errorf("%s: stripped before the upstream, shown to the policy", n)
+		}
+	}
+	for _, p := range spoofablePrefixes {
+		if n := p + "anything"; !policy.DroppedHeader(n) {
+			t.Errorf("%s: stripped before the upstream, shown to the policy", n)
+		}
+	}
+	cfg := baseConfig("http://x")
+	cfg.Identity.Headers.User = "X-Corp-User"
+	hp, err := newHeaderPolicy(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{"X-Original-Forwarded-Host": {"evil"}, "X_corp_user": {"admin"}, "Remote-User": {"admin"}, "Accept": {"*/*"}}
+	in := policy.HeadersFromHTTP(h, cfg.Identity.Headers.User)
+	out := h.Clone()
+	hp.strip(out)
+	if len(in) != 1 || in["accept"] != "*/*" {
+		t.Errorf("policy sees %v, want accept only", in)
+	}
+	if len(out) != 1 || out.Get("Accept") != "*/*" {
+		t.Errorf("upstream gets %v, want Accept only", out)
 	}
 }
