@@ -145,3 +145,39 @@ func TestAddressBlocksAreTheirOwnKind(t *testing.T) {
 		t.Fatal("an address block of a non-address was accepted")
 	}
 }
+
+// Failing open lets the unknown through, not the known: a block another
+// replica made, which this one has seen, still applies while Redis is
+// down.
+func TestFailOpenKeepsKnownReplicaBlocks(t *testing.T) {
+	rs := startRedis(t)
+	mk := func() *Detector {
+		return newDetector(t, Options{Store: redisStore(t, rs.Addr), FailOpen: true, SyncInterval: 20 * time.Millisecond,
+			Rules: []Rule{{Name: "x", Window: time.Minute, RequestsOver: 1000, Actions: []Action{ActionAlert}}}})
+	}
+	a, b := mk(), mk()
+	ana, bob := Subject{User: "ana"}, Subject{User: "bob"}
+	_, _ = b.Assess(t.Context(), ana)
+	_, _ = b.Assess(t.Context(), bob)
+	if _, err := a.Block(t.Context(), BlockUser, "ana", time.Hour, "op"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		if r, _ := b.Assess(t.Context(), ana); r.Blocked {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("B never saw A's block")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rs.Kill()
+	time.Sleep(300 * time.Millisecond)
+	if r, err := b.Assess(t.Context(), ana); !r.Blocked || r.Reason != "op" || err == nil {
+		t.Fatalf("B, Redis down, fail_open: blocked=%v reason=%q err=%v; want A's block, and the store error", r.Blocked, r.Reason, err)
+	}
+	if r, _ := b.Assess(t.Context(), bob); r.Blocked {
+		t.Fatal("fail_open refused a user without a block")
+	}
+}

@@ -417,7 +417,11 @@ func (d *Detector) Assess(ctx context.Context, s Subject) (Risk, error) {
 		if cached, err = d.load(ctx, now, &ks, &sk.marks, bu, &st); err != nil {
 			d.storeErr("assess", err)
 			risk.Flags = append(risk.Flags, FlagStoreUnavail)
-			if b, ok := d.localBlock(&sk, now); ok {
+			b, ok := d.localBlock(&sk, now)
+			if !ok && d.sync != nil {
+				b, ok = d.sync.knownBlock(&sk.marks, now) // another replica's, seen before the outage
+			}
+			if ok {
 				risk.Blocked, risk.Reason, risk.Block = true, b.Reason, &b
 				risk.Flags = append(risk.Flags, FlagBlocked)
 				return risk, fmt.Errorf("assess: %w", err)

@@ -189,6 +189,29 @@ func (y *syncer) fill(q Query, snap Snapshot, started time.Time) {
 	}
 }
 
+// knownBlock is a block marker of marks the view holds, however old: when
+// the store cannot be read, a block another replica made and this one has
+// seen still applies (failing open lets the unknown through, not the
+// known). Blocks that have ended by their until are skipped.
+func (y *syncer) knownBlock(marks *[nMarks]string, now time.Time) (Block, bool) {
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	for _, i := range [...]int{markBlockSession, markBlockUser} {
+		vm := y.markers[marks[i]]
+		if marks[i] == "" || vm == nil || vm.val == nil {
+			continue
+		}
+		var b Block
+		if json.Unmarshal(vm.val, &b) != nil || b.Reason == "" {
+			b = Block{Reason: "anomaly_block"}
+		}
+		if b.Until.IsZero() || now.Before(b.Until) {
+			return b, true
+		}
+	}
+	return Block{}, false
+}
+
 // failed records that a read on the request path failed: the view is not
 // trusted until the flusher's next round trip succeeds.
 func (y *syncer) failed(err error) {
