@@ -181,3 +181,55 @@ func TestFailOpenKeepsKnownReplicaBlocks(t *testing.T) {
 		t.Fatal("fail_open refused a user without a block")
 	}
 }
+
+// A block made on one replica and lifted on another is lifted on the
+// first too: its requests are not cut at Watch by what it remembers, and
+// a rule firing there again blocks for real (it used to find the lifted
+// block "in force" and write nothing).
+func TestRemoteUnblockLiftsLocalBlock(t *testing.T) {
+	rs := startRedis(t)
+	clk := newClock(time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC))
+	fired := make(chan Record, 4)
+	rules := []Rule{{Name: "burst", Window: time.Minute, RequestsOver: 5, Actions: []Action{ActionBlockUser}, BlockFor: time.Hour}}
+	a := newDetector(t, Options{Clock: clk.Now, Store: redisStore(t, rs.Addr), SyncInterval: 10 * time.Millisecond,
+		Hooks: Hooks{OnAnomaly: func(_ context.Context, r Record) { fired <- r }}, Rules: rules})
+	b := newDetector(t, Options{Clock: clk.Now, Store: redisStore(t, rs.Addr), SyncInterval: 10 * time.Millisecond, Rules: rules})
+	ctx := t.Context()
+	ana := Subject{User: "ana", Session: "s1"}
+	if _, err := a.Block(ctx, BlockUser, "ana", 30*24*time.Hour, "operator:oops"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.Unblock(ctx, BlockUser, "ana"); !ok || err != nil {
+		t.Fatalf("unblock on B: %v %v", ok, err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		r, _ := a.Assess(ctx, ana)
+		if !r.Blocked {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("A never saw the unblock in Assess")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	live, release := a.Watch(ctx, ana)
+	if errors.Is(context.Cause(live), ErrBlocked) {
+		t.Errorf("(1) the unblocked user's request passed Assess on A and was cut at Watch by a stale local block")
+	}
+	release()
+
+	for range 7 {
+		_ = a.Observe(ctx, ana, Observation{})
+	}
+	var rec Record
+	select {
+	case rec = <-fired:
+	case <-time.After(5 * time.Second):
+		t.Fatal("rule did not fire")
+	}
+	time.Sleep(100 * time.Millisecond)
+	if r, _ := b.Assess(ctx, ana); !r.Blocked {
+		t.Errorf("(2) the rule fired on A (record ok, until %v) but B does not block ana: no block was written", rec.Actions[0].Until)
+	}
+}

@@ -131,6 +131,16 @@ const (
 	BlockAddress BlockKind = "address"
 )
 
+// UnknownAddress is the address block id of anonymous callers whose address
+// is unknown (a trusted proxy sent no readable X-Forwarded-For): they share
+// one counter key, and a block of it can be lifted by this name.
+const UnknownAddress = "unknown"
+
+// ErrBlockTarget is returned (wrapped) for a block or unblock naming
+// nothing that can be blocked: an empty id, an address that is none, an
+// unknown kind.
+var ErrBlockTarget = errors.New("invalid block target")
+
 // Block is an active refusal of a user or session.
 type Block struct {
 	Kind    BlockKind `json:"kind"`
@@ -602,6 +612,9 @@ func (d *Detector) fire(ctx context.Context, now time.Time, r *Rule, s Subject, 
 			bkey, kind, id := sk.user(), BlockUser, s.User
 			if s.User == "" { // an anonymous caller: its address
 				kind, id = BlockAddress, s.IP
+				if id == "" {
+					id = UnknownAddress
+				}
 			}
 			if a == ActionBlockSession && s.Session != "" {
 				bkey, kind, id = sk.session(), BlockSession, s.Session
@@ -674,15 +687,21 @@ func (d *Detector) setBlock(ctx context.Context, key string, b Block, dur time.D
 }
 
 // blockInForce returns the block stored under key (block:key) while it
-// lasts: the one made here, else the store's (another replica's). A
+// lasts. With the memory store every block is made here; a shared store is
+// read (another replica may have made one, or lifted one made here). A
 // marker that cannot be read or decoded counts as none: the caller then
-// writes its own block, the safe side.
+// writes its own block — which, when the read failed, may replace a longer
+// one; refusing for the rule's time is what it can still be sure of.
 func (d *Detector) blockInForce(ctx context.Context, key string, now time.Time) (Block, bool) {
-	d.mu.Lock()
-	b, ok := d.local[key]
-	d.mu.Unlock()
-	if ok && now.Before(b.Until) {
-		return b, true
+	var b Block
+	if !d.store.Shared() {
+		d.mu.Lock()
+		lb, ok := d.local[key]
+		d.mu.Unlock()
+		if ok && now.Before(lb.Until) {
+			return lb, true
+		}
+		return Block{}, false
 	}
 	sctx, cancel := d.bounded(ctx)
 	defer cancel()
@@ -713,7 +732,7 @@ func (d *Detector) localBlock(sk *subjectKeys, now time.Time) (Block, bool) {
 
 func blockKey(kind BlockKind, id string) (string, error) {
 	if id == "" {
-		return "", errors.New("empty id")
+		return "", fmt.Errorf("%w: empty id", ErrBlockTarget)
 	}
 	switch kind {
 	case BlockUser:
@@ -721,13 +740,16 @@ func blockKey(kind BlockKind, id string) (string, error) {
 	case BlockSession:
 		return "s:" + id, nil
 	case BlockAddress:
+		if id == UnknownAddress {
+			return "ip:", nil // userKey of a Subject without an IP
+		}
 		a, err := netip.ParseAddr(id)
 		if err != nil {
-			return "", fmt.Errorf("address %q: %w", id, err)
+			return "", fmt.Errorf("%w: address %q: %w", ErrBlockTarget, id, err)
 		}
 		return "ip:" + a.Unmap().String(), nil
 	}
-	return "", fmt.Errorf("unknown block kind %q", kind)
+	return "", fmt.Errorf("%w: unknown block kind %q", ErrBlockTarget, kind)
 }
 
 // Block refuses a user or session for dur (an operator's decision) and cuts

@@ -132,7 +132,10 @@ func (d *Detector) Watch(ctx context.Context, s Subject) (context.Context, func(
 }
 
 // blockedHere reports whether a block made on this instance covers s now.
-// Without any such block (the usual case) it builds no key.
+// Without any such block (the usual case) it builds no key. On a shared
+// store the local view answers, not the blocks remembered here: another
+// replica may have lifted one since (the view learns that from the marker
+// generation), and a block made here is in the view as well.
 func (d *Detector) blockedHere(s Subject) bool {
 	d.mu.Lock()
 	none := len(d.local) == 0
@@ -141,7 +144,12 @@ func (d *Detector) blockedHere(s Subject) bool {
 		return false
 	}
 	sk := newSubjectKeys(s)
-	_, ok := d.localBlock(&sk, d.clock())
+	now := d.clock()
+	if d.sync != nil {
+		_, ok := d.sync.knownBlock(&sk.marks, now)
+		return ok
+	}
+	_, ok := d.localBlock(&sk, now)
 	return ok
 }
 

@@ -34,12 +34,15 @@ const (
 
 // Errors returned alongside a fail-closed decision; match with errors.Is.
 var (
-	ErrNotLoaded  = errors.New("no policy loaded")
-	ErrUndefined  = errors.New("allow is undefined")
-	ErrNotBoolean = errors.New("non-boolean result")
-	ErrConflict   = errors.New("conflicting results")
-	ErrEval       = errors.New("policy evaluation failed")
-	ErrTimeout    = errors.New("policy evaluation timed out")
+	ErrNotLoaded = errors.New("no policy loaded")
+	ErrUndefined = errors.New("allow is undefined")
+	// ErrDenyUndefined: the policy has rules for deny and none gave a
+	// value (write `default deny := set()` under a complete deny rule).
+	ErrDenyUndefined = errors.New("deny is undefined")
+	ErrNotBoolean    = errors.New("non-boolean result")
+	ErrConflict      = errors.New("conflicting results")
+	ErrEval          = errors.New("policy evaluation failed")
+	ErrTimeout       = errors.New("policy evaluation timed out")
 )
 
 // Decision is the verdict on one input.

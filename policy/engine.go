@@ -206,7 +206,8 @@ func (e *Engine) reloadOne(ctx context.Context, trigger, dir string, slot *atomi
 // Decide judges one request with the revision serving now. The decision is
 // always usable: on any failure it is a deny with a reason id, and the
 // error says what went wrong (match with errors.Is: ErrNotLoaded,
-// ErrUndefined, ErrNotBoolean, ErrConflict, ErrEval, ErrTimeout).
+// ErrUndefined, ErrDenyUndefined, ErrNotBoolean, ErrConflict, ErrEval,
+// ErrTimeout).
 func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 	set := e.cur.Load() // one revision for the whole request
 	if set == nil {

@@ -97,9 +97,10 @@ allow if {
 		// A complete deny undefined in part is undefined whole: it must
 		// not read as "no reasons" (here risk.blocked would be lost).
 		{"complete deny undefined (helper without default)", "package gatehouse.authz\ndefault allow := true\n" +
-			"base contains \"risk.blocked\" if input.risk.blocked\nextra := {\"night\"} if input.time.night\ndeny := base | extra\n", 0, ReasonDenyUndefined, ErrUndefined},
+			"base contains \"risk.blocked\" if input.risk.blocked\nextra := {\"night\"} if input.time.night\ndeny := base | extra\n", 0, ReasonDenyUndefined, ErrDenyUndefined},
 		{"complete deny undefined (import of a missing package)", "package gatehouse.authz\nimport data.gatehouse.cookbook.netwrk\ndefault allow := true\n" +
-			"base contains \"risk.blocked\" if input.risk.blocked\ndeny := base | netwrk.deny\n", 0, ReasonDenyUndefined, ErrUndefined},
+			"base contains \"risk.blocked\" if input.risk.blocked\ndeny := base | netwrk.deny\n", 0, ReasonDenyUndefined, ErrDenyUndefined},
+		{"conditional complete deny without a default", "package gatehouse.authz\ndefault allow := true\ndeny := {\"blocked\"} if input.risk.blocked\n", 0, ReasonDenyUndefined, ErrDenyUndefined},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

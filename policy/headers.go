@@ -133,9 +133,15 @@ next:
 			}
 			n = strings.ToLower(name)
 		}
-		for _, e := range extra {
-			if strings.EqualFold(e, n) || strings.IndexByte(n, '_') >= 0 && strings.EqualFold(e, strings.ReplaceAll(n, "_", "-")) {
-				continue next // '_' folds to '-', as in droppedFolded
+		if len(extra) > 0 {
+			nf := n // '_' folds to '-' on both sides, as in droppedFolded
+			if strings.IndexByte(n, '_') >= 0 {
+				nf = strings.ReplaceAll(n, "_", "-")
+			}
+			for _, e := range extra {
+				if strings.EqualFold(e, n) || strings.EqualFold(strings.ReplaceAll(e, "_", "-"), nf) {
+					continue next
+				}
 			}
 		}
 		v := vs[0]

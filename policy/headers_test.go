@@ -58,3 +58,19 @@ func BenchmarkHeadersFromHTTP(b *testing.B) {
 		_ = HeadersFromHTTP(h)
 	}
 }
+
+// A configured identity header is left out in any spelling, however it is
+// configured: '_' and '-' are one on both sides (the proxy strips it so).
+func TestHeadersFromHTTPExtraSpellings(t *testing.T) {
+	for _, tc := range []struct{ configured, sent string }{
+		{"X_Remote_Id", "X-Remote-Id"},
+		{"X-Remote-Id", "X_Remote_Id"},
+		{"x_remote_id", "X_REMOTE_ID"},
+		{"X-Remote-Id", "x-remote-id"},
+	} {
+		out := HeadersFromHTTP(map[string][]string{tc.sent: {"admin"}, "X-Tenant": {"acme"}}, tc.configured)
+		if len(out) != 1 || out["x-tenant"] != "acme" {
+			t.Errorf("configured %q, sent %q: policy sees %v, want x-tenant only", tc.configured, tc.sent, out)
+		}
+	}
+}

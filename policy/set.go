@@ -310,7 +310,7 @@ func readVerdict(rs rego.ResultSet, denyRules bool) (verdict, Decision, error) {
 
 	switch {
 	case denyRules && denyVals.Len() == 0:
-		return fail(failed(ReasonDenyUndefined), fmt.Errorf("%w: deny has rules but no value", ErrUndefined))
+		return fail(failed(ReasonDenyUndefined), fmt.Errorf("%w: it has rules, none gave a value (a complete deny rule needs `default deny := set()`)", ErrDenyUndefined))
 	case allowVals.Len() == 0:
 		d := failed(ReasonUndefined)
 		if len(deny) > 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -246,6 +247,11 @@ func TestAnomalyBlockReplayFailure(t *testing.T) {
 type blockSink struct{ got []string }
 
 func (b *blockSink) Block(_ context.Context, kind anomaly.BlockKind, id string, dur time.Duration, reason string) (anomaly.Block, error) {
+	if kind == anomaly.BlockAddress && id != anomaly.UnknownAddress {
+		if _, err := netip.ParseAddr(id); err != nil {
+			return anomaly.Block{}, fmt.Errorf("%w: %v", anomaly.ErrBlockTarget, err) // as the detector refuses it
+		}
+	}
 	b.got = append(b.got, fmt.Sprintf("%s:%s %v %s", kind, id, dur.Round(time.Minute), reason))
 	return anomaly.Block{}, nil
 }
@@ -289,6 +295,14 @@ func TestReplayBlocksFoldsRecords(t *testing.T) {
 		anomalyRec(-30, "", "", []string{"block_user"}, map[string]any{"actions": []any{
 			map[string]any{"action": "block_user", "ok": true, "until": until(60), "kind": "address", "id": "203.0.113.9"}}}, "", "burst"),
 		anomalyRec(-20, "", "", []string{"block"}, map[string]any{"action": "block", "kind": "user", "id": "ip:198.51.100.7", "until": until(60), "ok": true}, "operator", ""),
+		// legacy, but "bob" is no address: the user "ip:bob"
+		anomalyRec(-19, "ip:bob", "", []string{"block"}, map[string]any{"action": "block", "kind": "user", "id": "ip:bob", "until": until(60), "ok": true}, "operator", ""),
+		// written since: a user id reading "ip:…" is a user
+		anomalyRec(-18, "ip:10.0.0.1", "", []string{"block"}, map[string]any{"action": "block", "kind": "user", "id": "ip:10.0.0.1", "until": until(60), "ok": true, "address_kind": true}, "operator", ""),
+		// the unknown address, and a record naming no address (skipped)
+		anomalyRec(-17, "", "", []string{"block_user"}, map[string]any{"actions": []any{
+			map[string]any{"action": "block_user", "ok": true, "until": until(60), "kind": "address", "id": "unknown"}}}, "", "burst"),
+		anomalyRec(-16, "", "", []string{"block"}, map[string]any{"action": "block", "kind": "address", "id": "nope", "until": until(60), "ok": true, "address_kind": true}, "operator", ""),
 	})
 	sink := &blockSink{}
 	stats, err := replayBlocks(context.Background(), dir, sink, now)
@@ -299,17 +313,20 @@ func TestReplayBlocksFoldsRecords(t *testing.T) {
 	want := []string{
 		"address:198.51.100.7 1h0m0s operator",
 		"address:203.0.113.9 1h0m0s anomaly:burst",
+		"address:unknown 1h0m0s anomaly:burst",
 		"session:s-ana 1h0m0s anomaly:bulk-download-at-night",
 		"session:s-ben 30m0s anomaly:unusual-volume",
 		"user:ana 1h0m0s anomaly:bulk-download-at-night",
 		"user:cat 2h0m0s operator:case 9",
 		"user:eve 2h0m0s operator",
+		"user:ip:10.0.0.1 1h0m0s operator",
+		"user:ip:bob 1h0m0s operator",
 		"user:longterm 166h40m0s operator:case 7",
 	}
 	if strings.Join(sink.got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("restored:\n%s\nwant:\n%s", strings.Join(sink.got, "\n"), strings.Join(want, "\n"))
 	}
-	if stats.Restored != len(want) || stats.Expired != 1 || stats.Window != blockReplayWindow {
+	if stats.Restored != len(want) || stats.Expired != 1 || stats.Skipped != 1 || stats.Window != blockReplayWindow {
 		t.Errorf("stats %+v", stats)
 	}
 }

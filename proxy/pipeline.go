@@ -604,6 +604,15 @@ func (c tunnelConn) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// CloseWrite passes a half-close on (the reverse proxy ends one direction
+// of a tunnel with it and keeps the other open).
+func (c tunnelConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
 func (w *responseWriter) WriteHeader(code int) {
 	if !w.wroteHeader && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		w.status, w.wroteHeader = code, true

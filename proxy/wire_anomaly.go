@@ -542,6 +542,8 @@ func (b blockRequest) target() (anomaly.BlockKind, string, error) {
 		return anomaly.BlockUser, b.User, nil
 	case b.Session != "":
 		return anomaly.BlockSession, b.Session, nil
+	case b.Address == anomaly.UnknownAddress:
+		return anomaly.BlockAddress, b.Address, nil
 	case b.Address != "":
 		a, err := netip.ParseAddr(b.Address)
 		if err != nil {
@@ -594,7 +596,7 @@ func (st *anomalyStage) handleUnblock(w http.ResponseWriter, r *http.Request) {
 	// undone by the next restart's replay, and is not the operator's to
 	// make unrecorded.
 	ev := Event{Type: EventAnomaly, Time: st.d.Now(), Outcome: "unblock", Reasons: []string{"operator"},
-		Fields: map[string]any{"action": "unblock", "kind": string(kind), "id": id, "by": "admin_api"}}
+		Fields: map[string]any{"action": "unblock", "kind": string(kind), "id": id, "by": "admin_api", "address_kind": true}}
 	setTarget(&ev, kind, id)
 	if err := st.recordErr(r.Context(), ev); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "unblock not recorded in the audit log, nothing changed: " + err.Error()})
@@ -636,7 +638,7 @@ func (st *anomalyStage) handleBlock(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev := Event{Type: EventAnomaly, Time: blk.Created, Outcome: "block", Reasons: []string{reason},
-		Fields: map[string]any{"action": "block", "kind": string(kind), "id": id, "until": blk.Until.UTC().Format(time.RFC3339), "by": "admin_api", "ok": true}}
+		Fields: map[string]any{"action": "block", "kind": string(kind), "id": id, "until": blk.Until.UTC().Format(time.RFC3339), "by": "admin_api", "ok": true, "address_kind": true}}
 	setTarget(&ev, kind, id)
 	// Written down first: unrecorded, a block would vanish at the next
 	// restart and nobody could tell who made it. Refused, nothing changes

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -58,6 +59,7 @@ type blockReplayStats struct {
 	Scanned  int           // anomaly records read
 	Restored int           // blocks still running, applied
 	Expired  int           // blocks found that have ended
+	Skipped  int           // blocks naming no valid target (logged)
 	Window   time.Duration // look-back read
 }
 
@@ -87,7 +89,7 @@ func (r *blockReplay) run(ctx context.Context) error {
 	}
 	r.err, r.stats = nil, stats
 	r.log.Info("blocks replayed from the audit log", zap.String("dir", r.dir), zap.Int("records", stats.Scanned),
-		zap.Int("restored", stats.Restored), zap.Int("expired", stats.Expired), zap.Duration("window", stats.Window),
+		zap.Int("restored", stats.Restored), zap.Int("expired", stats.Expired), zap.Int("skipped", stats.Skipped), zap.Duration("window", stats.Window),
 		zap.Duration("took", time.Since(t0)))
 	return nil
 }
@@ -125,7 +127,12 @@ func replayBlocks(ctx context.Context, dir string, t blockTarget, now time.Time)
 		if err := ctx.Err(); err != nil {
 			return stats, err
 		}
-		if _, err := t.Block(ctx, b.kind, b.id, left, b.reason); err != nil {
+		if _, err := t.Block(ctx, b.kind, b.id, left, b.reason); errors.Is(err, anomaly.ErrBlockTarget) {
+			// One record naming nothing that can be blocked must not keep
+			// every restart failing (and, failing closed, refusing all).
+			stats.Skipped++
+			continue
+		} else if err != nil {
 			return stats, fmt.Errorf("restore block of %s %s: %w", b.kind, b.id, err)
 		}
 		stats.Restored++
@@ -147,12 +154,17 @@ func scanBlocks(dir string, from time.Time, scanned *int) (map[string]blockState
 		if rec.Time.Before(from) {
 			return nil
 		}
+		// Records written before addresses had their own kind name an
+		// anonymous caller's address as user "ip:ADDR"; those of an
+		// operator and the snapshots are read so (as that code enforced
+		// them), newer ones say address_kind and mean what they say.
+		legacy := !addressKind(rec.Detail)
 		switch str(rec.Detail, "action") {
 		case "snapshot":
 			snapshot = true
 			list, _ := rec.Detail["blocks"].([]any)
 			for _, v := range list {
-				if b, ok := blockFrom(asMap(v)); ok {
+				if b, ok := blockFrom(asMap(v), legacy); ok {
 					blocks[string(b.kind)+":"+b.id] = b
 				}
 			}
@@ -160,12 +172,13 @@ func scanBlocks(dir string, from time.Time, scanned *int) (map[string]blockState
 			if ok, _ := rec.Detail["ok"].(bool); !ok {
 				return nil
 			}
-			if b, ok := blockFrom(rec.Detail); ok {
+			if b, ok := blockFrom(rec.Detail, legacy); ok {
 				b.reason = firstOr(rec.Reasons, rec.Reason, "operator")
 				blocks[string(b.kind)+":"+b.id] = b
 			}
 		case "unblock":
-			delete(blocks, str(rec.Detail, "kind")+":"+str(rec.Detail, "id"))
+			kind, id := legacyTarget(anomaly.BlockKind(str(rec.Detail, "kind")), str(rec.Detail, "id"), legacy)
+			delete(blocks, string(kind)+":"+id)
 		default: // a rule firing: its block actions
 			acts, _ := rec.Detail["actions"].([]any)
 			for _, v := range acts {
@@ -176,7 +189,9 @@ func scanBlocks(dir string, from time.Time, scanned *int) (map[string]blockState
 				if ok, _ := m["ok"].(bool); !ok {
 					continue
 				}
-				b, ok := blockFrom(m)
+				// A rule's record names its subject: none for an
+				// anonymous caller, whatever its user id reads.
+				b, ok := blockFrom(m, rec.Subject == "")
 				if !ok {
 					b, ok = legacyBlock(rec, anomaly.Action(str(m, "action")), str(m, "until"))
 				}
@@ -193,19 +208,41 @@ func scanBlocks(dir string, from time.Time, scanned *int) (map[string]blockState
 
 // blockFrom reads kind, id, until (and reason, in snapshots) of a block
 // from a record's detail.
-func blockFrom(m map[string]any) (blockState, bool) {
-	kind := anomaly.BlockKind(str(m, "kind"))
-	id := str(m, "id")
+//
+// legacy says the record may name an address as user "ip:ADDR" (see
+// scanBlocks): only then, and only when ADDR is an address (or empty: the
+// unknown one), is such a user read as an address.
+func blockFrom(m map[string]any, legacy bool) (blockState, bool) {
+	kind, id := legacyTarget(anomaly.BlockKind(str(m, "kind")), str(m, "id"), legacy)
 	until, err := time.Parse(time.RFC3339, str(m, "until"))
-	if kind == anomaly.BlockUser && strings.HasPrefix(id, "ip:") {
-		// Written before addresses had their own kind: an anonymous
-		// caller's address block.
-		kind, id = anomaly.BlockAddress, strings.TrimPrefix(id, "ip:")
-	}
 	if (kind != anomaly.BlockUser && kind != anomaly.BlockSession && kind != anomaly.BlockAddress) || id == "" || err != nil {
 		return blockState{}, false
 	}
 	return blockState{kind: kind, id: id, until: until, reason: firstOr(nil, str(m, "reason"), "operator")}, true
+}
+
+// legacyTarget reads a legacy record's user "ip:ADDR" as the address ADDR
+// (see blockFrom); everything else is returned as it is.
+func legacyTarget(kind anomaly.BlockKind, id string, legacy bool) (anomaly.BlockKind, string) {
+	rest, isIP := strings.CutPrefix(id, "ip:")
+	if !legacy || kind != anomaly.BlockUser || !isIP {
+		return kind, id
+	}
+	if rest == "" {
+		return anomaly.BlockAddress, anomaly.UnknownAddress
+	}
+	a, err := netip.ParseAddr(rest)
+	if err != nil {
+		return kind, id
+	}
+	return anomaly.BlockAddress, a.Unmap().String()
+}
+
+// addressKind reports whether a record says it names addresses with the
+// address kind (all records written since that kind exists).
+func addressKind(detail map[string]any) bool {
+	v, _ := detail["address_kind"].(bool)
+	return v
 }
 
 // legacyBlock is the target of a rule's block action in a record that
@@ -254,5 +291,5 @@ func blockSnapshot(now time.Time, blocks []anomaly.Block) Event {
 			"until": b.Until.UTC().Format(time.RFC3339), "reason": b.Reason})
 	}
 	return Event{Type: EventAnomaly, Time: now, Outcome: "snapshot", Reasons: []string{blockSnapshotReason},
-		Fields: map[string]any{"action": "snapshot", "blocks": list, "count": len(list)}}
+		Fields: map[string]any{"action": "snapshot", "blocks": list, "count": len(list), "address_kind": true}}
 }

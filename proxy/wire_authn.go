@@ -526,7 +526,7 @@ func (st *authnStage) authorize(ctx context.Context, r *http.Request, _ authn.Ro
 		risk, _ = w.Risk.Assess(ctx, req, id)
 	}
 	ev := Event{Type: EventDecision, Time: req.Time, RequestID: req.ID, Route: ri.Name, Method: r.Method, Host: ri.Host,
-		Path: p, ClientIP: ip.String(), Subject: id.Subject, Email: id.Email, SessionID: id.SessionID,
+		Path: p, ClientIP: addrString(req), Subject: id.Subject, Email: id.Email, SessionID: id.SessionID,
 		Fields: map[string]any{"via": "forward_auth"}}
 	v := authn.Verdict{}
 	switch {
