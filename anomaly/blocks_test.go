@@ -233,3 +233,26 @@ func TestRemoteUnblockLiftsLocalBlock(t *testing.T) {
 		t.Errorf("(2) the rule fired on A (record ok, until %v) but B does not block ana: no block was written", rec.Actions[0].Until)
 	}
 }
+
+// Callers whose address is unknown share one key; a block of it names the
+// address "unknown" and can be lifted by that name.
+func TestUnknownAddressBlockCanBeLifted(t *testing.T) {
+	d := newDetector(t, Options{Rules: []Rule{{Name: "burst", Window: time.Minute, RequestsOver: 2, Actions: []Action{ActionBlockUser}}}})
+	nobody := Subject{}
+	for range 3 {
+		_ = d.Observe(t.Context(), nobody, Observation{})
+	}
+	r, _ := d.Assess(t.Context(), nobody)
+	if !r.Blocked || r.Block.Kind != BlockAddress || r.Block.ID != UnknownAddress {
+		t.Fatalf("blocked=%v block=%+v, want an address block of %q", r.Blocked, r.Block, UnknownAddress)
+	}
+	if ok, err := d.Unblock(t.Context(), BlockAddress, UnknownAddress); !ok || err != nil {
+		t.Fatalf("unblock %s: %v %v", UnknownAddress, ok, err)
+	}
+	if r, _ := d.Assess(t.Context(), nobody); r.Blocked {
+		t.Fatal("still blocked after unblock")
+	}
+	if r, _ := d.Assess(t.Context(), Subject{IP: "192.0.2.1"}); r.Blocked {
+		t.Fatal("a known address was blocked")
+	}
+}
