@@ -290,13 +290,15 @@ func (r *auditRecorder) Record(ctx context.Context, ev Event) error {
 		r.m.failures.Inc()
 		return r.openErr
 	}
-	rec, err := auditRecord(ev)
-	if err != nil {
+	// On the stack: Append keeps nothing of the record itself (two of these
+	// per request).
+	var rec audit.Record
+	if err := fillAuditRecord(ev, &rec); err != nil {
 		r.m.failures.Inc()
 		return err
 	}
 	t0 := time.Now()
-	_, err = r.log.Append(ctx, rec)
+	_, err := r.log.Append(ctx, &rec)
 	r.m.latency.Observe(time.Since(t0).Seconds())
 	if err != nil {
 		r.m.failures.Inc()
@@ -316,7 +318,16 @@ func (r *auditRecorder) Record(ctx context.Context, ev Event) error {
 // auditRecord maps a pipeline event onto the audit record of its type.
 // Well-known Fields become typed record fields; the rest is kept in Detail.
 func auditRecord(ev Event) (*audit.Record, error) {
-	r := &audit.Record{
+	r := new(audit.Record)
+	if err := fillAuditRecord(ev, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// fillAuditRecord is auditRecord into a record of the caller's.
+func fillAuditRecord(ev Event, r *audit.Record) error {
+	*r = audit.Record{
 		Type: audit.Type(ev.Type), Time: ev.Time, RequestID: ev.RequestID, Route: ev.Route, Method: ev.Method,
 		Host: ev.Host, Path: ev.Path, ClientIP: ev.ClientIP, Subject: ev.Subject, Email: ev.Email,
 		SessionID: ev.SessionID, Revision: ev.Revision,
@@ -423,7 +434,7 @@ func auditRecord(ev Event) (*audit.Record, error) {
 	if ev.Type != EventDecision {
 		in, err := eventInput(ev)
 		if err != nil {
-			return nil, fmt.Errorf("audit %s event: %w", ev.Type, err)
+			return fmt.Errorf("audit %s event: %w", ev.Type, err)
 		}
 		if len(in) > 0 {
 			if detail == nil {
@@ -436,9 +447,9 @@ func auditRecord(ev Event) (*audit.Record, error) {
 		r.Detail = detail
 	}
 	if err := r.Validate(); err != nil {
-		return nil, fmt.Errorf("audit %s event: %w", ev.Type, err)
+		return fmt.Errorf("audit %s event: %w", ev.Type, err)
 	}
-	return r, nil
+	return nil
 }
 
 // eventInput is the event's input document as a map: Input, or InputJSON
