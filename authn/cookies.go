@@ -161,6 +161,12 @@ func (a *Authn) loadSession(ctx context.Context, r *http.Request, host string, c
 	if s.ID == "" || s.Subject == "" || now.Unix() >= s.Expires {
 		return nil, errNoSession
 	}
+	// The current lifetime bounds the session too: a revocation is kept
+	// only that long, so a session sealed under a longer lifetime (before
+	// session.lifetime was lowered) must not outlive its revocation entry.
+	if now.Sub(time.UnixMilli(s.Created)) >= a.o.Session.Lifetime {
+		return nil, errNoSession
+	}
 	if it := a.o.Session.IdleTimeout; it > 0 && now.Sub(time.Unix(s.LastSeen, 0)) > it {
 		return nil, errNoSession
 	}
