@@ -256,3 +256,38 @@ func TestUnknownAddressBlockCanBeLifted(t *testing.T) {
 		t.Fatal("a known address was blocked")
 	}
 }
+
+// SetMarkerLonger never shortens what is stored, in either store: the
+// longer of two writes wins whatever their order.
+func TestSetMarkerLonger(t *testing.T) {
+	for _, name := range []string{"memory", "redis"} {
+		t.Run(name, func(t *testing.T) {
+			clk := newClock(time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC))
+			var st Store = NewMemoryStore(clk.Now)
+			if name == "redis" {
+				st = redisStore(t, startRedis(t).Addr)
+			}
+			ctx := t.Context()
+			steps := []struct {
+				val    string
+				ttl    time.Duration
+				stored bool
+			}{
+				{"1h", time.Hour, true},          // absent: stored
+				{"10m", 10 * time.Minute, false}, // shorter: refused
+				{"30d", 720 * time.Hour, true},   // longer: replaces
+				{"1h again", time.Hour, false},   // shorter than what is there
+			}
+			for _, s := range steps {
+				ok, err := st.SetMarkerLonger(ctx, "block:u:ana", []byte(s.val), s.ttl)
+				if err != nil || ok != s.stored {
+					t.Fatalf("%s: stored=%v err=%v, want %v", s.val, ok, err, s.stored)
+				}
+			}
+			snap, err := st.Load(ctx, clk.Now(), Query{Markers: []string{"block:u:ana"}})
+			if err != nil || string(snap.Markers["block:u:ana"]) != "30d" {
+				t.Fatalf("stored %q (%v), want the 30d block", snap.Markers["block:u:ana"], err)
+			}
+		})
+	}
+}

@@ -620,17 +620,17 @@ func (d *Detector) fire(ctx context.Context, now time.Time, r *Rule, s Subject, 
 				bkey, kind, id = sk.session(), BlockSession, s.Session
 			}
 			b := Block{Kind: kind, ID: id, Rule: r.Name, Reason: "anomaly:" + r.Name, User: s.User, Created: now, Until: now.Add(r.BlockFor), Counts: c}
-			if cur, ok := d.blockInForce(ctx, bkey, now); ok && !cur.Until.Before(b.Until) {
-				// A rule never shortens a block in force: an operator's
-				// 30-day block stays when the blocked client's refused
-				// retries trip a 1-hour rule. What it covers is cut all
-				// the same.
-				d.live.cut(bkey)
-				res.Until, res.Kind, res.ID = cur.Until, kind, id
-				break
-			}
-			aerr = d.setBlock(ctx, bkey, b, r.BlockFor)
+			// A rule never shortens a block in force: an operator's
+			// 30-day block stays when the blocked client's refused
+			// retries trip a 1-hour rule (the store compares and sets in
+			// one step). What it covers is cut all the same.
 			res.Until, res.Kind, res.ID = b.Until, kind, id
+			var stored bool
+			if stored, aerr = d.setBlockLonger(ctx, bkey, b, r.BlockFor); aerr == nil && !stored {
+				if cur, ok := d.blockInForce(ctx, bkey, now); ok {
+					res.Until = cur.Until
+				}
+			}
 		case ActionRevoke:
 			if r.Per == PerSession && s.Session != "" {
 				aerr = d.opts.Revoker.RevokeSession(ctx, s.Session, "anomaly:"+r.Name)
@@ -714,6 +714,33 @@ func (d *Detector) blockInForce(ctx context.Context, key string, now time.Time) 
 		return Block{}, false
 	}
 	return b, true
+}
+
+// setBlockLonger is setBlock unless the store already holds a block under
+// key that lasts at least as long: then nothing is written (nor remembered
+// here) and it reports false. The live requests b covers are cut either
+// way. A store error leaves b enforced here, as setBlock does.
+func (d *Detector) setBlockLonger(ctx context.Context, key string, b Block, dur time.Duration) (bool, error) {
+	raw, _ := json.Marshal(b)
+	sctx, cancel := d.bounded(ctx)
+	stored, err := d.store.SetMarkerLonger(sctx, "block:"+key, raw, dur)
+	cancel()
+	if err != nil || stored {
+		d.mu.Lock()
+		if cur, ok := d.local[key]; !ok || cur.Until.Before(b.Until) {
+			d.local[key] = b
+		}
+		d.mu.Unlock()
+	}
+	if stored {
+		d.noteMarker("block:"+key, raw)
+	}
+	d.live.cut(key)
+	if err != nil {
+		d.storeErr("block", err)
+		return false, fmt.Errorf("store block %s: %w", key, err)
+	}
+	return stored, nil
 }
 
 func (d *Detector) localBlock(sk *subjectKeys, now time.Time) (Block, bool) {

@@ -382,6 +382,35 @@ func (s *RedisStore) SetMarker(ctx context.Context, name string, val []byte, ttl
 	return true, nil
 }
 
+// longerScript sets KEYS[1] to ARGV[1] for ARGV[2] ms unless it already
+// lives at least that long (PTTL; -1, no expiry, counts as for ever). One
+// key only, so that it runs on a Redis Cluster too.
+var longerScript = redis.NewScript(`
+local left = redis.call('PTTL', KEYS[1])
+if left == -1 or left >= tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`)
+
+// SetMarkerLonger compares the time left and sets in one script, then
+// bumps the generation of a watched marker it stored (after the write, as
+// SetMarker does: whoever reads the new generation finds the marker).
+func (s *RedisStore) SetMarkerLonger(ctx context.Context, name string, val []byte, ttl time.Duration) (bool, error) {
+	if ttl < time.Millisecond {
+		ttl = time.Millisecond
+	}
+	n, err := longerScript.Run(ctx, s.c, []string{s.mkey(name)}, val, ttl.Milliseconds()).Int()
+	if err != nil {
+		return false, storeErr("set marker", err)
+	}
+	if n == 1 && watched(name) {
+		if err := s.c.Incr(ctx, s.mkey(MarkerGeneration)).Err(); err != nil {
+			return true, storeErr("bump marker generation", err)
+		}
+	}
+	return n == 1, nil
+}
+
 // DeleteMarker is DEL; a block or step-up marker also increments
 // MarkerGeneration.
 func (s *RedisStore) DeleteMarker(ctx context.Context, name string) (bool, error) {

@@ -93,6 +93,10 @@ type Store interface {
 	// SetMarker stores val under name for ttl. With onlyNew it does nothing
 	// when name exists, and reports whether it stored.
 	SetMarker(ctx context.Context, name string, val []byte, ttl time.Duration, onlyNew bool) (bool, error)
+	// SetMarkerLonger stores val under name for ttl unless name already
+	// lasts at least that long, atomically (a block is never shortened,
+	// whoever writes at the same moment), and reports whether it stored.
+	SetMarkerLonger(ctx context.Context, name string, val []byte, ttl time.Duration) (bool, error)
 	// DeleteMarker removes name and reports whether it existed.
 	DeleteMarker(ctx context.Context, name string) (bool, error)
 	// Markers returns every live marker whose name starts with prefix.
@@ -415,6 +419,19 @@ func (m *MemoryStore) SetMarker(_ context.Context, name string, val []byte, ttl 
 		return false, nil
 	}
 	m.markers[name] = memMarker{val: append([]byte(nil), val...), until: now.Add(ttl)}
+	return true, nil
+}
+
+// SetMarkerLonger stores val unless name already lasts at least ttl.
+func (m *MemoryStore) SetMarkerLonger(_ context.Context, name string, val []byte, ttl time.Duration) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.clock()
+	until := now.Add(ttl)
+	if mk, ok := m.markers[name]; ok && now.Before(mk.until) && !mk.until.Before(until) {
+		return false, nil
+	}
+	m.markers[name] = memMarker{val: append([]byte(nil), val...), until: until}
 	return true, nil
 }
 
