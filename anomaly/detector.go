@@ -689,9 +689,9 @@ func (d *Detector) setBlock(ctx context.Context, key string, b Block, dur time.D
 // blockInForce returns the block stored under key (block:key) while it
 // lasts. With the memory store every block is made here; a shared store is
 // read (another replica may have made one, or lifted one made here). A
-// marker that cannot be read or decoded counts as none: the caller then
-// writes its own block — which, when the read failed, may replace a longer
-// one; refusing for the rule's time is what it can still be sure of.
+// marker that cannot be read or decoded counts as none. It only informs
+// (a rule's record names the until in force); the never-shorten rule
+// itself is the store's compare-and-set (setBlockLonger).
 func (d *Detector) blockInForce(ctx context.Context, key string, now time.Time) (Block, bool) {
 	var b Block
 	if !d.store.Shared() {
