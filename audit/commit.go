@@ -297,6 +297,21 @@ func (l *Log) recover() error {
 	}
 	have := st.Size() / tlog.HashSize
 	covered := recordsCovered(have) // records whose hashes are all stored
+	// Records no checkpoint covers are vouched for by nothing but the crash
+	// story: the stored hashes are fsynced before each checkpoint is
+	// signed, and Open signs one before it returns. So records beyond the
+	// last checkpoint are accepted only when the stored hashes reach it;
+	// without them (deleted, or a copy without its hashes) and without any
+	// checkpoint, the only records a crash can leave are those Open writes
+	// before its first checkpoint (audit_start, key_change).
+	if signed := cp.Size; n > signed && (!haveCP || covered < signed) {
+		if err := openingRecordsOnly(segs, signed, n); err != nil {
+			if !haveCP {
+				return fmt.Errorf("%w: records but no signed checkpoint: %v", ErrTailMismatch, err)
+			}
+			return fmt.Errorf("%w: stored hashes end before the last checkpoint (%d records), and records after it are not what a crash leaves: %v", ErrTailMismatch, signed, err)
+		}
+	}
 	covered = min(covered, n, cp.Size)
 	if err := l.hashFile.Truncate(tlog.StoredHashCount(covered) * tlog.HashSize); err != nil {
 		return fmt.Errorf("truncate stored hashes: %w", err)
@@ -339,7 +354,107 @@ func (l *Log) recover() error {
 		return fmt.Errorf("%w: tree of %d records has root %s, checkpoint says %s", ErrTailMismatch, cp.Size, root, cp.Root)
 	}
 	l.lastCP, l.haveCP = cp, true
+	return l.checkAnchors(n)
+}
+
+// openingRecordsOnly checks that records from..to-1 are all records Open
+// appends before it signs its first checkpoint.
+func openingRecordsOnly(segs []segmentInfo, from, to int64) error {
+	for i, s := range segs {
+		end := to
+		if i+1 < len(segs) {
+			end = segs[i+1].Start
+		}
+		if end <= from || s.Start >= to {
+			continue
+		}
+		lines, _, err := readTail(s)
+		if err != nil {
+			return err
+		}
+		for j, line := range lines {
+			idx := s.Start + int64(j)
+			if idx < from || idx >= to {
+				continue
+			}
+			r, err := ParseRecord(line)
+			if err != nil {
+				return fmt.Errorf("record %d: %w", idx, err)
+			}
+			if r.Type != TypeAuditStart && r.Type != TypeKeyChange {
+				return fmt.Errorf("record %d (%s line %d) is a %s record", idx, s.Name, j+1, r.Type)
+			}
+		}
+	}
 	return nil
+}
+
+// checkAnchors checks the log of n records against the other copies of
+// what it once said: the latest checkpoint file and the checkpoint each
+// FilePublisher last published. Each must be contained in the log: same
+// origin, size not beyond it, same root at its size. A rolled-back or
+// rewritten log is refused here rather than signed and published over the
+// copy that exposes it.
+func (l *Log) checkAnchors(n int64) error {
+	type anchor struct{ name, path string }
+	anchors := []anchor{{"latest checkpoint " + latestFile, filepath.Join(l.dir, latestFile)}}
+	for _, p := range l.opts.Publishers {
+		switch fp := p.(type) {
+		case FilePublisher:
+			anchors = append(anchors, anchor{"published checkpoint " + fp.Path, fp.Path})
+		case *FilePublisher:
+			anchors = append(anchors, anchor{"published checkpoint " + fp.Path, fp.Path})
+		}
+	}
+	for _, a := range anchors {
+		msg, err := os.ReadFile(a.path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // never written (new log, or publishing just enabled)
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", a.name, err)
+		}
+		cp, err := l.openSigned(msg)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrTailMismatch, a.name, err)
+		}
+		if cp.Origin != l.opts.Origin {
+			return fmt.Errorf("%w: %s has origin %q, the log %q", ErrTailMismatch, a.name, cp.Origin, l.opts.Origin)
+		}
+		if cp.Size > n {
+			return fmt.Errorf("%w: %s covers %d records, the log has %d (rolled back)", ErrTailMismatch, a.name, cp.Size, n)
+		}
+		root, err := tlog.TreeHash(cp.Size, &l.hashes)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrTailMismatch, a.name, err)
+		}
+		if root != cp.Root {
+			return fmt.Errorf("%w: %s: tree of %d records has root %s, checkpoint says %s (rewritten or forked)", ErrTailMismatch, a.name, cp.Size, root, cp.Root)
+		}
+	}
+	return nil
+}
+
+// openSigned verifies a checkpoint with a key of key.pub or the current key.
+func (l *Log) openSigned(msg []byte) (Checkpoint, error) {
+	vs, err := readKeyList(filepath.Join(l.dir, pubKeyFile))
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	vs = append(vs, l.opts.Key.Verifier)
+	lastErr := errors.New("no verifier key")
+	for _, vk := range vs {
+		v, err := ParseVerifierKey(vk)
+		if err != nil {
+			continue
+		}
+		c, err := OpenCheckpoint(msg, v)
+		if err == nil {
+			return c, nil
+		}
+		lastErr = err
+	}
+	return Checkpoint{}, lastErr
 }
 
 // recordsCovered returns the largest n with StoredHashCount(n) <= have.
@@ -450,28 +565,16 @@ func (l *Log) loadLastCheckpoint() (Checkpoint, bool, error) {
 	}
 	if len(notes) == 0 {
 		// No checkpoint yet (new log, or a crash before the first one):
-		// nothing signed to contradict. A deleted history is caught by
-		// `audit verify` against a published checkpoint.
+		// recover accepts only the records Open writes before its first
+		// checkpoint; checkAnchors compares the latest and published
+		// copies, so a deleted history is refused too.
 		return Checkpoint{}, false, nil
 	}
-	vs, err := readKeyList(filepath.Join(l.dir, pubKeyFile))
+	c, err := l.openSigned(notes[len(notes)-1])
 	if err != nil {
-		return Checkpoint{}, false, err
+		return Checkpoint{}, false, fmt.Errorf("%w: last checkpoint: %v", ErrTailMismatch, err)
 	}
-	vs = append(vs, l.opts.Key.Verifier)
-	var lastErr error
-	for _, vk := range vs {
-		v, err := ParseVerifierKey(vk)
-		if err != nil {
-			continue
-		}
-		c, err := OpenCheckpoint(notes[len(notes)-1], v)
-		if err == nil {
-			return c, true, nil
-		}
-		lastErr = err
-	}
-	return Checkpoint{}, false, fmt.Errorf("%w: last checkpoint: %v", ErrTailMismatch, lastErr)
+	return c, true, nil
 }
 
 // readKeyList reads key.pub: one verifier key per line, newest first.
