@@ -60,8 +60,14 @@ func (a *Authn) handleLogout(w http.ResponseWriter, r *http.Request) {
 		a.renderError(w, r, http.StatusServiceUnavailable, "Sign-out could not be completed. Please try again.", "")
 		return
 	}
+	// The audit record is what a memory-store instance replays at start: a
+	// logout it does not hold would be undone by a restart. The session is
+	// already revoked here; the user is told sign-out did not complete and
+	// may try again (the cookie is kept, so the form works again).
 	if err := a.emit(ctx, r, Event{Type: EventLogout, Outcome: "ok", Subject: s.Subject, Email: s.Email, SessionID: s.ID}); err != nil {
 		a.o.Logger.Error("logout not recorded", "err", err)
+		a.renderError(w, r, http.StatusServiceUnavailable, "Sign-out could not be recorded, so it did not complete. Please try again shortly.", a.url(host, PathLogout, nil))
+		return
 	}
 	a.clearChunked(w, r, a.sessionCookie())
 	if host == a.central {

@@ -236,6 +236,15 @@ func (a *Authn) oidcCallback(w http.ResponseWriter, r *http.Request) {
 			a.renderError(w, r, http.StatusServiceUnavailable, "Sign-in is unavailable right now.", st.Return)
 			return
 		}
+		// Recorded as a revocation of its own: the start-up replay of a
+		// memory store reads session_revoked and logout records, so the
+		// superseded session stays revoked across a restart.
+		if err := a.emit(ctx, r, Event{Type: EventSessionRevoked, Outcome: "ok", Subject: s.Subject, SessionID: st.PrevSID,
+			Reason: "superseded", Fields: map[string]any{"scope": "session", "successor": s.ID}}); err != nil {
+			a.o.Logger.Error("superseded session revocation not recorded", "err", err)
+			a.renderError(w, r, http.StatusServiceUnavailable, "Sign-in could not be recorded, so it was refused. Please try again shortly.", st.Return)
+			return
+		}
 	}
 	if err := a.saveSession(ctx, w, r, a.central, s); err != nil {
 		a.o.Logger.Error("save session", "err", err)

@@ -117,8 +117,8 @@ type revocationStore interface {
 	RevokeUser(ctx context.Context, subject string, at time.Time, ttl time.Duration) error
 }
 
-// replayRevocations applies the logout and session_revoked records of the
-// audit log in dir newer than now-lifetime to st, each for what is left of
+// replayRevocations applies the logout and session_revoked records (and
+// the superseded session of step_up records) of the audit log in dir newer than now-lifetime to st, each for what is left of
 // its lifetime. A missing log is an empty one (first start); a log that
 // cannot be read is an error.
 func replayRevocations(ctx context.Context, dir string, st revocationStore, now time.Time, lifetime time.Duration) (replayStats, error) {
@@ -128,7 +128,10 @@ func replayRevocations(ctx context.Context, dir string, st revocationStore, now 
 	// slightly out of order), not the whole log.
 	// Only these lines are decoded: a day of decisions is skipped at the
 	// speed of a byte search.
-	types := []audit.Type{audit.TypeLogout, audit.TypeSessionRevoked}
+	// step_up records name the session a step-up superseded (revoked at
+	// the step-up); logs written before that revocation had a
+	// session_revoked record of its own hold it only there.
+	types := []audit.Type{audit.TypeLogout, audit.TypeSessionRevoked, audit.TypeStepUp}
 	err := audit.ScanSinceTypes(dir, nil, from.Add(-time.Minute), types, func(rec *audit.Record) error {
 		stats.Scanned++
 		if !rec.Time.After(from) {
@@ -139,6 +142,19 @@ func replayRevocations(ctx context.Context, dir string, st revocationStore, now 
 			return err
 		}
 		ttl := rec.Time.Add(lifetime).Sub(now)
+		if rec.Type == audit.TypeStepUp {
+			// Its session id is the new session: only the previous one
+			// was revoked.
+			prev, _ := rec.Detail["previous_session"].(string)
+			if prev == "" {
+				return nil
+			}
+			if err := st.Revoke(ctx, prev, ttl); err != nil {
+				return fmt.Errorf("replay revocation of record %d: %w", rec.Index, err)
+			}
+			stats.Sessions++
+			return nil
+		}
 		switch {
 		case rec.SessionID != "":
 			if err := st.Revoke(ctx, rec.SessionID, ttl); err != nil {
