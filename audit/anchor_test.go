@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 )
@@ -264,4 +265,56 @@ func readFile(t *testing.T, path string) []byte {
 func copyFile(t *testing.T, src, dst string) {
 	t.Helper()
 	writeFile(t, dst, readFile(t, src))
+}
+
+// shiftClock is a clock tests can move forward.
+type shiftClock struct{ now time.Time }
+
+func (c *shiftClock) Now() time.Time { c.now = c.now.Add(time.Millisecond); return c.now }
+
+func TestVerifyBoundsAgeOfUnsignedRecords(t *testing.T) {
+	// A crash an hour after the last checkpoint was signed: impossible for
+	// a writer that signs one every checkpoint_interval, what a history cut
+	// back to an old checkpoint looks like.
+	dir := t.TempDir()
+	k := testKey(t, "gw")
+	clk := &shiftClock{now: t0}
+	l := openTest(t, dir, k, func(o *Options) { o.Clock, o.SegmentSize = clk.Now, 1<<20 })
+	for i := range 5 {
+		l.Append(t.Context(), decisionRec(i))
+	}
+	if err := l.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	clk.now = clk.now.Add(time.Hour)
+	for i := 5; i < 8; i++ {
+		l.Append(t.Context(), decisionRec(i))
+	}
+	l.Close(t.Context())
+	p := filepath.Join(dir, checkpointsFile)
+	notes, _ := SplitCheckpoints(readFile(t, p))
+	writeFile(t, p, bytes.Join(notes[:len(notes)-1], nil))
+	writeFile(t, filepath.Join(dir, latestFile), notes[len(notes)-2])
+	segs := segPaths(t, dir)
+	seg := segs[len(segs)-1]
+	lines := readLines(t, seg)
+	writeLines(t, seg, lines[:len(lines)-1]) // the audit_stop
+	v := []note.Verifier{verifierOf(t, k)}
+
+	sum, err := Verify(dir, VerifyOptions{Verifiers: v})
+	if err != nil || sum.Unsigned != 3 || sum.UnsignedHashed != 3 {
+		t.Fatalf("verify without an age bound: %+v %v", sum, err)
+	}
+	_, err = Verify(dir, VerifyOptions{Verifiers: v, MaxUnsignedAge: DefaultMaxUnsignedAge})
+	var p2 *Problem
+	if !errors.As(err, &p2) || p2.Kind != KindUnsigned {
+		t.Fatalf("verify with the default age bound: %v, want %s", err, KindUnsigned)
+	}
+	if _, err := Verify(dir, VerifyOptions{Verifiers: v, MaxUnsignedAge: 2 * time.Hour}); err != nil {
+		t.Fatalf("verify with a 2h bound: %v", err)
+	}
+	os.Remove(filepath.Join(dir, hashesFile))
+	if sum, err := Verify(dir, VerifyOptions{Verifiers: v}); err != nil || sum.UnsignedHashed != 0 {
+		t.Fatalf("verify without stored hashes: %+v %v", sum, err)
+	}
 }

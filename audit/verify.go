@@ -72,7 +72,18 @@ type VerifyOptions struct {
 	// checkpoint are tolerated (a live log has up to checkpoint_interval's
 	// worth). Zero: any number, as long as some checkpoint exists.
 	MaxUnsigned int64
+	// MaxUnsignedAge, when positive, is how much later than the latest
+	// checkpoint the last record may be when records follow it. The writer
+	// signs one at least every checkpoint_interval, so a live (or crashed)
+	// log's unsigned records are younger than that; a history cut back to
+	// an old checkpoint, with records after it, is not. Zero: no bound.
+	MaxUnsignedAge time.Duration
 }
+
+// DefaultMaxUnsignedAge is the bound `gatehouse audit verify` applies to
+// MaxUnsignedAge unless told otherwise: well above the default
+// checkpoint_interval (1 s) and the backup interval (5 m).
+const DefaultMaxUnsignedAge = 15 * time.Minute
 
 // Summary describes a verified log.
 type Summary struct {
@@ -81,11 +92,16 @@ type Summary struct {
 	First, Last time.Time
 	Checkpoints int
 	Latest      Checkpoint // zero Size if no checkpoint
-	Unsigned    int64      // records after the latest checkpoint
-	KeyFromLog  bool
-	Trusted     int
-	Keys        []string
-	LastType    Type // type of the last record
+	Unsigned    int64      // records after the latest checkpoint: not covered by any signature
+	// UnsignedHashed is how many of the Unsigned records match a hash in
+	// the stored hashes file. That file is written by the writer but not
+	// signed: a match only says the records are what the writer hashed,
+	// if the file was not rewritten with them.
+	UnsignedHashed int64
+	KeyFromLog     bool
+	Trusted        int
+	Keys           []string
+	LastType       Type // type of the last record
 }
 
 // recordLoc is where a record lives, to name it in a Problem.
@@ -243,6 +259,11 @@ func Verify(dir string, opts VerifyOptions) (*Summary, error) {
 			Detail: "the signed tree is intact but the hashes file was altered; the writer will refuse to start"}
 	}
 	sum.Unsigned = n - checked
+	for x := checked; x < n; x++ {
+		if _, ok := stored.record(x); ok {
+			sum.UnsignedHashed++
+		}
+	}
 	// Unsigned records are only as good as whoever can write the directory:
 	// deleting the checkpoint history must not turn a rewritten log into an
 	// "OK". The writer checkpoints at least every checkpoint_interval and at
@@ -262,6 +283,13 @@ func Verify(dir string, opts VerifyOptions) (*Summary, error) {
 		seg, line := at(checked)
 		return sum, &Problem{Kind: KindUnsigned, Segment: seg, Line: line, Index: checked,
 			Detail: fmt.Sprintf("%d records after the latest checkpoint, more than --max-unsigned %d", n-checked, opts.MaxUnsigned)}
+	}
+	if opts.MaxUnsignedAge > 0 && n > checked && checked > 0 && sum.Last.Sub(sum.Latest.Time) > opts.MaxUnsignedAge {
+		seg, line := at(checked)
+		return sum, &Problem{Kind: KindUnsigned, Segment: seg, Line: line, Index: checked,
+			Detail: fmt.Sprintf("records %d..%d run until %s, %s after the latest checkpoint (%s), more than --max-unsigned-age %s",
+				checked, n-1, sum.Last.UTC().Format(time.RFC3339), sum.Last.Sub(sum.Latest.Time).Round(time.Second),
+				sum.Latest.Time.UTC().Format(time.RFC3339), opts.MaxUnsignedAge)}
 	}
 	for i, msg := range opts.Trusted {
 		where := fmt.Sprintf("trusted checkpoint %d", i+1)

@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"encoding/csv"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,5 +47,29 @@ func TestCSVDefusesFormulas(t *testing.T) {
 				t.Fatalf("the value is not in the report as '%s", evil)
 			}
 		})
+	}
+}
+
+func TestReportStatesUnsignedRecords(t *testing.T) {
+	live := Integrity{Verified: true, Records: 43, Checkpoint: 40, Unsigned: 3, Root: integ.Root, Origin: integ.Origin}
+	rep := Build(fixture(), live, Options{From: base, To: base.Add(24 * time.Hour), Generated: base.Add(25 * time.Hour)})
+	want := map[string][]string{
+		"html": {"40 of the 43 records", "3 records are NOT covered by a signed checkpoint"},
+		"csv":  {"unsigned_records 3"},
+		"json": {`"unsigned_records": 3`},
+	}
+	for format, subs := range want {
+		var b bytes.Buffer
+		if err := Render(&b, rep, format); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range subs {
+			if !strings.Contains(b.String(), s) {
+				t.Errorf("%s report lacks %q", format, s)
+			}
+		}
+		if strings.Contains(b.String(), "All 43 records") {
+			t.Errorf("%s report says all records are verified", format)
+		}
 	}
 }

@@ -64,7 +64,7 @@ func renderCSV(w io.Writer, rep *Report) error {
 	}
 	in := rep.Integrity
 	row("integrity", ts(rep.Generated), "", "verified", "", "", "", strconv.FormatBool(in.Verified), strconv.FormatInt(in.Records, 10),
-		fmt.Sprintf("checkpoint %d root %s origin %s key_from_log %t %s", in.Checkpoint, in.Root, in.Origin, in.KeyFromLog, in.Problem))
+		fmt.Sprintf("checkpoint %d root %s origin %s key_from_log %t unsigned_records %d %s", in.Checkpoint, in.Root, in.Origin, in.KeyFromLog, in.Unsigned, in.Problem))
 	row("period", ts(rep.From), "", "from", rep.User, "", "", "", "", "")
 	row("period", ts(rep.To), "", "to", rep.User, "", "", "", "", "")
 	t := rep.Totals

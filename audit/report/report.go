@@ -20,9 +20,12 @@ import (
 
 // Integrity is what verification established about the log.
 type Integrity struct {
-	Verified   bool   `json:"verified"`
-	Records    int64  `json:"records"`
-	Checkpoint int64  `json:"checkpoint_size"`
+	Verified   bool  `json:"verified"`
+	Records    int64 `json:"records"`
+	Checkpoint int64 `json:"checkpoint_size"`
+	// Unsigned records follow the latest checkpoint: no signature covers
+	// them, so they are not verified (a live log has a few).
+	Unsigned   int64  `json:"unsigned_records"`
 	Root       string `json:"checkpoint_root"`
 	Origin     string `json:"origin"`
 	KeyFromLog bool   `json:"key_from_log"` // verified only against the log's own key.pub

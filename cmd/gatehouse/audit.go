@@ -118,7 +118,8 @@ func runAuditVerify(_ context.Context, args []string, stdout, stderr io.Writer) 
 	var keys, trusted multiFlag
 	fs.Var(&keys, "key", "trusted verifier key file (note format; repeat for rotated keys)")
 	fs.Var(&trusted, "checkpoint", "trusted signed checkpoint kept elsewhere (e.g. the published copy); repeatable")
-	maxUnsigned := fs.Int64("max-unsigned", 0, "fail when more records than this follow the latest checkpoint (0: any; a log is never without a checkpoint)")
+	maxUnsigned := fs.Int64("max-unsigned", 0, "fail when more records than this follow the latest checkpoint (0: any number; a log is never without a checkpoint)")
+	maxAge := fs.Duration("max-unsigned-age", audit.DefaultMaxUnsignedAge, "fail when records run on longer than this after the latest checkpoint (the writer signs one every checkpoint_interval; 0: no bound)")
 	dirs, err := parseArgs(fs, args)
 	if errors.Is(err, errHelp) {
 		return 0
@@ -143,7 +144,7 @@ func runAuditVerify(_ context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	code := 0
 	for _, dir := range dirs {
-		sum, err := audit.Verify(dir, audit.VerifyOptions{Verifiers: vs, Trusted: cps, MaxUnsigned: *maxUnsigned})
+		sum, err := audit.Verify(dir, audit.VerifyOptions{Verifiers: vs, Trusted: cps, MaxUnsigned: *maxUnsigned, MaxUnsignedAge: *maxAge})
 		if err != nil {
 			fmt.Fprintf(stdout, "FAIL %s: %v\n", dir, err)
 			code = 1
@@ -162,7 +163,15 @@ func printSummary(w io.Writer, dir string, s *audit.Summary) {
 	fmt.Fprintf(w, "\n  %d checkpoints; latest: size %d, root %s, origin %s, time %s\n", s.Checkpoints, s.Latest.Size,
 		s.Latest.Root, s.Latest.Origin, s.Latest.Time.UTC().Format(time.RFC3339))
 	if s.Unsigned > 0 {
-		fmt.Fprintf(w, "  %d records after the latest checkpoint (not yet signed; checked against stored hashes only)\n", s.Unsigned)
+		fmt.Fprintf(w, "  %d records after the latest checkpoint are NOT covered by a signed checkpoint (not verified", s.Unsigned)
+		switch {
+		case s.UnsignedHashed == s.Unsigned:
+			fmt.Fprintf(w, "; they match the stored hashes file, which is not signed)\n")
+		case s.UnsignedHashed > 0:
+			fmt.Fprintf(w, "; %d of them match the stored hashes file, which is not signed, %d have no stored hash)\n", s.UnsignedHashed, s.Unsigned-s.UnsignedHashed)
+		default:
+			fmt.Fprintf(w, "; no stored hashes to compare them with)\n")
+		}
 	}
 	if s.Trusted > 0 {
 		fmt.Fprintf(w, "  %d trusted checkpoint(s) contained in the log\n", s.Trusted)
@@ -342,6 +351,7 @@ func runAuditReport(_ context.Context, args []string, stdout, stderr io.Writer) 
 	out := fs.String("out", "", "write to FILE (default: stdout)")
 	encKey := fs.String("encryption-key", "", "encryption_key_file, to show sealed personal fields")
 	unverified := fs.Bool("unverified", false, "report on a log that fails verification (the report says so)")
+	maxAge := fs.Duration("max-unsigned-age", audit.DefaultMaxUnsignedAge, "as for audit verify: fail when records run on longer than this after the latest checkpoint (0: no bound)")
 	tz := fs.String("timezone", "UTC", "time zone for display and for dates without an offset")
 	dirs, err := parseArgs(fs, args)
 	if errors.Is(err, errHelp) {
@@ -371,7 +381,7 @@ func runAuditReport(_ context.Context, args []string, stdout, stderr io.Writer) 
 	integ := report.Integrity{Verified: true}
 	var roots, origins []string
 	for _, dir := range dirs {
-		sum, err := audit.Verify(dir, audit.VerifyOptions{Verifiers: vs})
+		sum, err := audit.Verify(dir, audit.VerifyOptions{Verifiers: vs, MaxUnsignedAge: *maxAge})
 		if err != nil {
 			if !*unverified {
 				fmt.Fprintf(stderr, "audit report: %s does not verify, refusing (--unverified to report anyway): %v\n", dir, err)
@@ -383,6 +393,7 @@ func runAuditReport(_ context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		integ.Records += sum.Records
 		integ.Checkpoint += sum.Latest.Size
+		integ.Unsigned += sum.Unsigned
 		integ.KeyFromLog = integ.KeyFromLog || sum.KeyFromLog
 		roots = append(roots, sum.Latest.Root.String())
 		origins = append(origins, sum.Latest.Origin)

@@ -119,10 +119,15 @@ func TestAuditVerifyTrustedCheckpointCLI(t *testing.T) {
 		t.Fatalf("checkpoint history: %d notes, %v", len(notes), err)
 	}
 	os.WriteFile(filepath.Join(dir, "checkpoints"), notes[0], 0o644)
-	if code, out, _ := runCLI("audit", "verify", dir, "--key", pub); code != 0 {
-		t.Fatalf("rolled-back log alone should look intact: %d %s", code, out)
+	// Its records run on long after that checkpoint: the default
+	// --max-unsigned-age catches it; without the bound it looks intact.
+	if code, out, _ := runCLI("audit", "verify", dir, "--key", pub); code != 1 || !strings.Contains(out, "max-unsigned-age") {
+		t.Fatalf("rolled-back log, default age bound: %d %s", code, out)
 	}
-	code, out, _ := runCLI("audit", "verify", dir, "--key", pub, "--checkpoint", published)
+	if code, out, _ := runCLI("audit", "verify", dir, "--key", pub, "--max-unsigned-age", "0"); code != 0 {
+		t.Fatalf("rolled-back log alone, no age bound, should look intact: %d %s", code, out)
+	}
+	code, out, _ := runCLI("audit", "verify", dir, "--key", pub, "--checkpoint", published, "--max-unsigned-age", "0")
 	if code != 1 || !strings.Contains(out, "rolled back") {
 		t.Fatalf("rollback not caught: %d %s", code, out)
 	}
