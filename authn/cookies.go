@@ -133,32 +133,13 @@ var errNoSession = errors.New("authn: no valid session")
 // caller refuses: fail closed). checkRevoked=false skips the revocation
 // list (logout continuation only).
 func (a *Authn) loadSession(ctx context.Context, r *http.Request, host string, checkRevoked bool) (*Session, error) {
-	raw, ok := readChunked(r, a.sessionCookie())
-	if !ok {
-		return nil, errNoSession
+	s, err := a.openSession(ctx, r, host)
+	if err != nil {
+		return nil, err
 	}
 	now := a.now()
-	d, ok := a.decodeSessionCookie(host, now, raw)
-	if !ok {
-		return nil, errNoSession
-	}
-	var s *Session
-	if a.o.ServerSide {
-		var err error
-		s, err = a.o.Store.Get(ctx, d.ref)
-		if errors.Is(err, ErrNotFound) {
-			return nil, errNoSession
-		}
-		if err != nil {
-			return nil, fmt.Errorf("load session: %w", err)
-		}
-		s.Host = host
-	} else {
-		c := *d.sess // the cached record is shared: callers get their own copy
-		s = &c
-	}
 	// Checked on every request, cached or not: nothing here is remembered.
-	if s.ID == "" || s.Subject == "" || now.Unix() >= s.Expires {
+	if now.Unix() >= s.Expires {
 		return nil, errNoSession
 	}
 	// The current lifetime bounds the session too: a revocation is kept
@@ -178,6 +159,43 @@ func (a *Authn) loadSession(ctx context.Context, r *http.Request, host string, c
 		if rev {
 			return nil, errNoSession
 		}
+	}
+	return s, nil
+}
+
+// openSession returns the session named by r's cookie for host when the
+// cookie is authentic (its seal opens for host and has not expired),
+// whether or not the session is still usable: idle, past the current
+// lifetime, or revoked. Sign-out and a new login use it to learn which
+// session this browser holds, so that session can be revoked everywhere;
+// nothing else may act on what it returns. errNoSession when there is no
+// authentic cookie (or, server mode, no record).
+func (a *Authn) openSession(ctx context.Context, r *http.Request, host string) (*Session, error) {
+	raw, ok := readChunked(r, a.sessionCookie())
+	if !ok {
+		return nil, errNoSession
+	}
+	d, ok := a.decodeSessionCookie(host, a.now(), raw)
+	if !ok {
+		return nil, errNoSession
+	}
+	var s *Session
+	if a.o.ServerSide {
+		var err error
+		s, err = a.o.Store.Get(ctx, d.ref)
+		if errors.Is(err, ErrNotFound) {
+			return nil, errNoSession
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load session: %w", err)
+		}
+		s.Host = host
+	} else {
+		c := *d.sess // the cached record is shared: callers get their own copy
+		s = &c
+	}
+	if s.ID == "" || s.Subject == "" {
+		return nil, errNoSession
 	}
 	return s, nil
 }

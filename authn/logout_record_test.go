@@ -100,3 +100,38 @@ func TestStepUpRefusedWhenRevocationNotRecorded(t *testing.T) {
 		t.Errorf("step-up with its revocation unrecorded: %d, want 503", p.Status)
 	}
 }
+
+// TestLogoutRetriedAfterUnrecordedLogout: the session is already revoked
+// when the logout record fails; submitting the form again records the
+// logout and completes it.
+func TestLogoutRetriedAfterUnrecordedLogout(t *testing.T) {
+	var failed bool
+	rg, f := fakeRig(t, func(o *Options) {
+		o.Events = func(_ context.Context, ev Event) error {
+			if ev.Type == EventLogout && !failed {
+				failed = true
+				return errTestAudit
+			}
+			return nil
+		}
+	})
+	rg.get("http://chat.test/")
+	p := rg.get("http://chat.test/.gatehouse/logout")
+	form, ok := p.FormWith("csrf")
+	if !ok {
+		t.Fatal("no logout form")
+	}
+	if res, err := rg.b.Submit(p, form, nil); err != nil || res.Status != http.StatusServiceUnavailable {
+		t.Fatalf("first, unrecorded sign-out: %v %+v", err, res)
+	}
+	rg.b.Visited()
+	if _, err := rg.b.Submit(p, form, nil); err != nil {
+		t.Fatal(err)
+	}
+	if lo := rg.eventsOf(EventLogout); len(lo) != 2 {
+		t.Errorf("logout events %d, want 2 (the failed one and the retry)", len(lo))
+	}
+	if v := strings.Join(rg.b.Visited(), "\n"); !strings.Contains(v, f.srv.URL+"/logout") {
+		t.Errorf("retried sign-out did not continue to the IdP:\n%s", v)
+	}
+}

@@ -348,6 +348,7 @@ func (a *Authn) endSessionURL(ctx context.Context, idToken string) string {
 	}
 	q.Set("client_id", a.o.ClientID)
 	q.Set("post_logout_redirect_uri", a.url(a.central, PathSignedOut, nil))
+	q.Set("state", a.signedOutState())
 	u.RawQuery = q.Encode()
 	return u.String()
 }

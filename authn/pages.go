@@ -47,6 +47,9 @@ type PageData struct {
 	Action    string
 	CSRF      string
 	FormLost  bool
+	// Everywhere: the signed-out page follows a revocation of the session
+	// on every host.
+	Everywhere bool
 }
 
 // render writes page name with status. A template failure yields a bare
@@ -98,8 +101,11 @@ func (a *Authn) renderLogout(w http.ResponseWriter, r *http.Request, s *Session,
 	})
 }
 
-func (a *Authn) renderSignedOut(w http.ResponseWriter, r *http.Request) {
-	a.pages.render(w, http.StatusOK, "signed_out", PageData{Title: "Signed out"})
+// renderSignedOut shows the signed-out page: "signed out in every app"
+// only when everywhere (a revocation has just happened), else that this
+// host holds no session.
+func (a *Authn) renderSignedOut(w http.ResponseWriter, r *http.Request, everywhere bool) {
+	a.pages.render(w, http.StatusOK, "signed_out", PageData{Title: "Signed out", Everywhere: everywhere})
 }
 
 func (a *Authn) renderStatus(w http.ResponseWriter, r *http.Request, s *Session) {

@@ -41,7 +41,8 @@ func TestPagesGolden(t *testing.T) {
 			a.renderError(w, req(), 400, "This sign-in link has expired <b>really</b>.", "https://chat.example.com/")
 		},
 		"logout":           func(w http.ResponseWriter) { a.renderLogout(w, req(), sess, "csrf-token") },
-		"signed_out":       func(w http.ResponseWriter) { a.renderSignedOut(w, req()) },
+		"signed_out":       func(w http.ResponseWriter) { a.renderSignedOut(w, req(), true) },
+		"signed_out_here":  func(w http.ResponseWriter) { a.renderSignedOut(w, req(), false) },
 		"status":           func(w http.ResponseWriter) { a.renderStatus(w, req(), sess) },
 		"status_anonymous": func(w http.ResponseWriter) { a.renderStatus(w, req(), nil) },
 	}

@@ -104,7 +104,19 @@ func (a *Authn) handleLogin(w http.ResponseWriter, r *http.Request) {
 		a.startLogin(w, r, loginRequest{Return: rd, Bind: bind, WantMFA: true, StepUp: true, PrevSID: s.ID})
 		return
 	}
-	a.startLogin(w, r, loginRequest{Return: rd, Bind: bind, WantMFA: wantMFA, StepUp: stepUp})
+	// A central copy that opens but has idled out (the user kept working
+	// on a route host) names a session still live on other hosts: the new
+	// login supersedes and revokes it, so the browser never holds two.
+	prev, err := a.unrevokedSession(r.Context(), r, a.central)
+	if err != nil && !errors.Is(err, errNoSession) {
+		a.renderError(w, r, http.StatusServiceUnavailable, "Sign-in is unavailable right now.", rd)
+		return
+	}
+	lr := loginRequest{Return: rd, Bind: bind, WantMFA: wantMFA, StepUp: stepUp}
+	if prev != nil {
+		lr.PrevSID = prev.ID
+	}
+	a.startLogin(w, r, lr)
 }
 
 // deliver sends the browser on to rd with session s: directly on the
