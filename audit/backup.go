@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // BackupTarget is where a Backup copies a log directory: a bucket of named
@@ -64,14 +65,28 @@ type BackupStats struct {
 // grew. The stored-hashes file is left out: verify rebuilds the tree from
 // the records. Wrapped data keys are mirrored, deletions included, so that
 // retention's crypto-shredding also shreds the backup.
+//
+// Before a grown segment replaces its copy, the copy must be a prefix of
+// the local file: the SHA-256 of what this Backup uploaded is remembered,
+// and a copy it did not upload (after a restart) is read back and compared.
+// A local segment whose bytes no longer match the copy was altered, and the
+// copy is the evidence: ErrBackupDiverged, nothing replaced.
 type Backup struct {
 	dir    string
 	target BackupTarget
+	mu     sync.Mutex
+	sent   map[string]sentCopy // segment name -> what this Backup uploaded
+}
+
+// sentCopy is the size and SHA-256 of a segment as uploaded.
+type sentCopy struct {
+	size int64
+	sum  [sha256.Size]byte
 }
 
 // NewBackup returns a Backup of the log in dir to target.
 func NewBackup(dir string, target BackupTarget) *Backup {
-	return &Backup{dir: dir, target: target}
+	return &Backup{dir: dir, target: target, sent: map[string]sentCopy{}}
 }
 
 // Run makes one pass. It is safe while a writer appends to the log, and
@@ -246,11 +261,58 @@ func (b *Backup) segment(ctx context.Context, s segmentInfo, active bool, st *Ba
 	if ok && have > size {
 		return fmt.Errorf("backup: %w: its %s has %d bytes, the log's %d", ErrBackupDiverged, name, have, size)
 	}
-	if err := b.target.Put(ctx, name, io.NewSectionReader(f, 0, size)); err != nil {
+	if ok && have > 0 {
+		if err := b.checkPrefix(ctx, name, f, have); err != nil {
+			return err
+		}
+	}
+	h := sha256.New()
+	if err := b.target.Put(ctx, name, io.TeeReader(io.NewSectionReader(f, 0, size), h)); err != nil {
 		return fmt.Errorf("backup: upload %s: %w", name, err)
 	}
+	var sent sentCopy
+	sent.size = size
+	h.Sum(sent.sum[:0])
+	b.mu.Lock()
+	b.sent[name] = sent
+	b.mu.Unlock()
 	st.Uploaded++
 	st.UploadedBytes += size
+	return nil
+}
+
+// checkPrefix checks that the target's copy of name (have bytes) is the
+// start of the local segment f: by the hash remembered from the upload, or
+// else by reading the copy back.
+func (b *Backup) checkPrefix(ctx context.Context, name string, f io.ReaderAt, have int64) error {
+	b.mu.Lock()
+	sent, known := b.sent[name]
+	b.mu.Unlock()
+	local := io.NewSectionReader(f, 0, have)
+	if known && sent.size == have {
+		h := sha256.New()
+		if _, err := io.Copy(h, local); err != nil {
+			return fmt.Errorf("backup: read %s: %w", name, err)
+		}
+		if !bytes.Equal(h.Sum(nil), sent.sum[:]) {
+			return fmt.Errorf("backup: %w: the log's %s no longer starts with the %d bytes uploaded (altered after its backup); the copy is kept", ErrBackupDiverged, name, have)
+		}
+		return nil
+	}
+	data, ok, err := b.target.Read(ctx, name)
+	if err != nil {
+		return fmt.Errorf("backup: read the copy's %s: %w", name, err)
+	}
+	if !ok || int64(len(data)) != have {
+		return fmt.Errorf("backup: %s: the copy changed while it was read", name)
+	}
+	mine := make([]byte, have)
+	if _, err := io.ReadFull(local, mine); err != nil {
+		return fmt.Errorf("backup: read %s: %w", name, err)
+	}
+	if !bytes.Equal(mine, data) {
+		return fmt.Errorf("backup: %w: the copy's %s is not the start of the log's (altered after its backup); the copy is kept", ErrBackupDiverged, name)
+	}
 	return nil
 }
 

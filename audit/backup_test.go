@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
 // TestBackupIsAVerifiableLog: a backup of a live log verifies as a log of
@@ -323,5 +325,92 @@ func TestDirTargetCreateOnce(t *testing.T) {
 	}
 	if es, _ := os.ReadDir(filepath.Join(d.Dir, backupTmpDir)); len(es) != 0 {
 		t.Errorf("Create left %v", es)
+	}
+}
+
+func TestBackupKeepsCopyOfAlteredActiveSegment(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		name := "same backup"
+		if restart {
+			name = "after a restart"
+		}
+		t.Run(name, func(t *testing.T) {
+			dir, dst := t.TempDir(), t.TempDir()
+			k := testKey(t, "gw")
+			ctx := context.Background()
+			l := openTest(t, dir, k, func(o *Options) { o.SegmentSize = 1 << 20 })
+			defer l.Close(ctx)
+			for i := range 10 {
+				if _, err := l.Append(ctx, decisionRec(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := l.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			b := NewBackup(dir, DirTarget{Dir: dst})
+			if _, err := b.Run(ctx); err != nil {
+				t.Fatal(err)
+			}
+			seg := segPaths(t, dir)[0]
+			copyPath := filepath.Join(dst, segmentsDir, filepath.Base(seg))
+			orig := readFile(t, copyPath)
+			// Re-attribute a signed record to another user (same length).
+			lines := readLines(t, seg)
+			lines[1] = bytes.Replace(lines[1], []byte(`"sub":"user-0"`), []byte(`"sub":"user-2"`), 1)
+			writeLines(t, seg, lines)
+			for i := 10; i < 15; i++ {
+				if _, err := l.Append(ctx, decisionRec(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := l.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if restart {
+				b = NewBackup(dir, DirTarget{Dir: dst})
+			}
+			if _, err := b.Run(ctx); !errors.Is(err, ErrBackupDiverged) {
+				t.Fatalf("backup of an altered segment: err = %v, want ErrBackupDiverged", err)
+			}
+			if got := readFile(t, copyPath); !bytes.Equal(got, orig) {
+				t.Fatal("the copy of the segment was replaced")
+			}
+		})
+	}
+}
+
+func TestBackupActiveSegmentGrowsRunAfterRun(t *testing.T) {
+	// The prefix check passes for a segment that only grew, from this
+	// Backup's memory and, after a restart, from reading the copy back.
+	dir, dst := t.TempDir(), t.TempDir()
+	k := testKey(t, "gw")
+	ctx := context.Background()
+	l := openTest(t, dir, k, func(o *Options) { o.SegmentSize = 1 << 20 })
+	b := NewBackup(dir, DirTarget{Dir: dst})
+	for round := range 3 {
+		for i := range 5 {
+			if _, err := l.Append(ctx, decisionRec(round*5+i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := l.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if round == 2 {
+			b = NewBackup(dir, DirTarget{Dir: dst})
+		}
+		if _, err := b.Run(ctx); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if sum, err := Verify(dst, VerifyOptions{Verifiers: []note.Verifier{verifierOf(t, k)}}); err != nil || sum.Records != 17 {
+		t.Fatalf("verify the copy: %+v %v", sum, err)
 	}
 }
