@@ -302,17 +302,48 @@ func (a *Authn) saveSession(ctx context.Context, w http.ResponseWriter, r *http.
 // touch keeps an active session from idling out. It rewrites the cookie
 // (or the record) at most once per refresh interval.
 func (a *Authn) touch(ctx context.Context, w http.ResponseWriter, r *http.Request, s *Session) error {
+	if !a.touchDue(s) {
+		return nil
+	}
+	s.LastSeen = a.now().Unix()
+	return a.saveSession(ctx, w, r, s.Host, s)
+}
+
+// touchDue reports whether s's LastSeen should be refreshed now: an idle
+// timeout is set and the last refresh is older than the refresh interval
+// (a tenth of the idle timeout, at most a minute).
+func (a *Authn) touchDue(s *Session) bool {
 	it := a.o.Session.IdleTimeout
 	if it <= 0 {
-		return nil
+		return false
 	}
 	every := min(it/10, time.Minute)
-	now := a.now()
-	if now.Sub(time.Unix(s.LastSeen, 0)) < every {
+	return a.now().Sub(time.Unix(s.LastSeen, 0)) >= every
+}
+
+// touchRecord keeps a server-mode session active from a forward-auth
+// check, rate-limited like touch: only the stored record is rewritten (the
+// cookie names it and need not change). In cookie mode it does nothing:
+// the refreshed copy is a cookie, and a forward-auth answer has no safe
+// way to reach the browser (see docs/authn.md), so such sessions idle out
+// unless the user also uses a host served directly.
+func (a *Authn) touchRecord(ctx context.Context, s *Session) error {
+	if !a.o.ServerSide || !a.touchDue(s) {
 		return nil
 	}
-	s.LastSeen = now.Unix()
-	return a.saveSession(ctx, w, r, s.Host, s)
+	now := a.now()
+	ttl := time.Unix(s.Expires, 0).Sub(now)
+	if ttl <= 0 {
+		return nil
+	}
+	rec := *s
+	rec.Host = ""
+	rec.LastSeen = now.Unix()
+	if err := a.o.Store.Put(ctx, &rec, ttl); err != nil {
+		return fmt.Errorf("refresh session: %w", err)
+	}
+	s.LastSeen = rec.LastSeen
+	return nil
 }
 
 // The bind cookie ties an SSO code to the browser that asked for it.

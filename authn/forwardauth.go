@@ -125,6 +125,12 @@ func (a *Authn) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 		a.forwardChallenge(w, r, or, nginx, start, true, true)
 		return
 	}
+	// An active user behind the proxy must not idle out (server mode; see
+	// touchRecord for cookie mode).
+	if err := a.touchRecord(r.Context(), s); err != nil {
+		http.Error(w, "session state unavailable", http.StatusServiceUnavailable)
+		return
+	}
 	if err := a.UpstreamHeaders(route.Name, id, w.Header()); err != nil {
 		http.Error(w, "assertion unavailable", http.StatusServiceUnavailable)
 		return
