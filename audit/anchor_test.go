@@ -195,6 +195,33 @@ func TestReopenRefusesRollBack(t *testing.T) {
 	}
 }
 
+func TestOpenRefusesWipedLogWithPublishedCheckpoint(t *testing.T) {
+	// The whole directory deleted: a new, empty log would start, and its
+	// first checkpoint would replace the published one.
+	dir := t.TempDir()
+	pub := filepath.Join(t.TempDir(), "published-checkpoint")
+	k := testKey(t, "gw")
+	pubs := []Publisher{FilePublisher{Path: pub}}
+	l := openTest(t, dir, k, func(o *Options) { o.Publishers = pubs })
+	for i := range 5 {
+		l.Append(t.Context(), decisionRec(i))
+	}
+	if err := l.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	before := readFile(t, pub)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	err := openErr(t, Options{Dir: dir, Key: k, Publishers: pubs})
+	if !errors.Is(err, ErrTailMismatch) || !strings.Contains(err.Error(), "rolled back") {
+		t.Fatalf("open wiped log: err = %v, want ErrTailMismatch (rolled back)", err)
+	}
+	if !bytes.Equal(readFile(t, pub), before) {
+		t.Fatal("the published checkpoint was replaced")
+	}
+}
+
 func TestReopenRefusesForkedPublished(t *testing.T) {
 	// The published checkpoint has the log's size but another root: the
 	// log was rewritten and re-hashed up to the published size.

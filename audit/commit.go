@@ -344,7 +344,7 @@ func (l *Log) recover() error {
 		l.hashes.pending = nil
 	}
 	if !haveCP {
-		return nil
+		return l.checkAnchors(n)
 	}
 	root, err := tlog.TreeHash(cp.Size, &l.hashes)
 	if err != nil {
@@ -355,6 +355,15 @@ func (l *Log) recover() error {
 	}
 	l.lastCP, l.haveCP = cp, true
 	return l.checkAnchors(n)
+}
+
+// logOrigin is the origin of the log's checkpoints: that of the last one,
+// or the configured one for a log without any.
+func (l *Log) logOrigin() string {
+	if l.haveCP {
+		return l.lastCP.Origin
+	}
+	return l.opts.Origin
 }
 
 // openingRecordsOnly checks that records from..to-1 are all records Open
@@ -418,8 +427,8 @@ func (l *Log) checkAnchors(n int64) error {
 		if err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrTailMismatch, a.name, err)
 		}
-		if cp.Origin != l.opts.Origin {
-			return fmt.Errorf("%w: %s has origin %q, the log %q", ErrTailMismatch, a.name, cp.Origin, l.opts.Origin)
+		if origin := l.logOrigin(); cp.Origin != origin {
+			return fmt.Errorf("%w: %s has origin %q, the log %q", ErrTailMismatch, a.name, cp.Origin, origin)
 		}
 		if cp.Size > n {
 			return fmt.Errorf("%w: %s covers %d records, the log has %d (rolled back)", ErrTailMismatch, a.name, cp.Size, n)
