@@ -366,9 +366,10 @@ func (l *Log) logOrigin() string {
 	return l.opts.Origin
 }
 
-// openingRecordsOnly checks that records from..to-1 are all records Open
-// appends before it signs its first checkpoint.
-func openingRecordsOnly(segs []segmentInfo, from, to int64) error {
+// recordsIn calls fn for each record line from..to-1 of segs, in order,
+// with its segment and line number; readErr wraps a segment that cannot
+// be read.
+func recordsIn(segs []segmentInfo, from, to int64, readErr func(error) error, fn func(idx int64, s segmentInfo, lineNo int, line []byte) error) error {
 	for i, s := range segs {
 		end := to
 		if i+1 < len(segs) {
@@ -379,23 +380,32 @@ func openingRecordsOnly(segs []segmentInfo, from, to int64) error {
 		}
 		lines, _, err := readTail(s)
 		if err != nil {
-			return err
+			return readErr(err)
 		}
 		for j, line := range lines {
-			idx := s.Start + int64(j)
-			if idx < from || idx >= to {
-				continue
-			}
-			r, err := ParseRecord(line)
-			if err != nil {
-				return fmt.Errorf("record %d: %w", idx, err)
-			}
-			if r.Type != TypeAuditStart && r.Type != TypeKeyChange {
-				return fmt.Errorf("record %d (%s line %d) is a %s record", idx, s.Name, j+1, r.Type)
+			if idx := s.Start + int64(j); idx >= from && idx < to {
+				if err := fn(idx, s, j+1, line); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	return nil
+}
+
+// openingRecordsOnly checks that records from..to-1 are all records Open
+// appends before it signs its first checkpoint.
+func openingRecordsOnly(segs []segmentInfo, from, to int64) error {
+	return recordsIn(segs, from, to, func(err error) error { return err }, func(idx int64, s segmentInfo, lineNo int, line []byte) error {
+		r, err := ParseRecord(line)
+		if err != nil {
+			return fmt.Errorf("record %d: %w", idx, err)
+		}
+		if r.Type != TypeAuditStart && r.Type != TypeKeyChange {
+			return fmt.Errorf("record %d (%s line %d) is a %s record", idx, s.Name, lineNo, r.Type)
+		}
+		return nil
+	})
 }
 
 // checkAnchors checks the log of n records against the other copies of
@@ -482,34 +492,24 @@ func recordsCovered(have int64) int64 {
 
 // rehash recomputes stored hashes for records from..to-1 into pending.
 func (l *Log) rehash(segs []segmentInfo, from, to int64) error {
-	for i, s := range segs {
-		end := to
-		if i+1 < len(segs) {
-			end = segs[i+1].Start
-		}
-		if end <= from || s.Start >= to {
-			continue
-		}
-		lines, _, err := readTail(s)
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrTailMismatch, err)
-		}
-		for j, line := range lines {
-			idx := s.Start + int64(j)
-			if idx < from || idx >= to {
-				continue
-			}
-			if idx != from {
-				return fmt.Errorf("%w: segment %s does not continue at record %d", ErrTailMismatch, s.Name, from)
+	next := from
+	err := recordsIn(segs, from, to, func(err error) error { return fmt.Errorf("%w: %v", ErrTailMismatch, err) },
+		func(idx int64, s segmentInfo, _ int, line []byte) error {
+			if idx != next {
+				return fmt.Errorf("%w: segment %s does not continue at record %d", ErrTailMismatch, s.Name, next)
 			}
 			hs, err := tlog.StoredHashes(idx, line, &l.hashes)
 			if err != nil {
 				return fmt.Errorf("rehash record %d: %w", idx, err)
 			}
 			l.hashes.pending = append(l.hashes.pending, hs...)
-			from++
-		}
+			next++
+			return nil
+		})
+	if err != nil {
+		return err
 	}
+	from = next
 	if from != to {
 		return fmt.Errorf("%w: records %d..%d missing", ErrTailMismatch, from, to-1)
 	}
