@@ -152,15 +152,24 @@ func (a *Authn) loadSession(ctx context.Context, r *http.Request, host string, c
 		return nil, errNoSession
 	}
 	if checkRevoked {
-		rev, err := a.o.Store.Revoked(ctx, s.ID, s.Subject, time.UnixMilli(s.Created))
-		if err != nil {
-			return nil, fmt.Errorf("revocation check: %w", err)
-		}
-		if rev {
-			return nil, errNoSession
+		if err := a.checkRevoked(ctx, s); err != nil {
+			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// checkRevoked is errNoSession for a revoked session, an error when the
+// revocation list could not be asked (fail closed), else nil.
+func (a *Authn) checkRevoked(ctx context.Context, s *Session) error {
+	rev, err := a.o.Store.Revoked(ctx, s.ID, s.Subject, time.UnixMilli(s.Created))
+	if err != nil {
+		return fmt.Errorf("revocation check: %w", err)
+	}
+	if rev {
+		return errNoSession
+	}
+	return nil
 }
 
 // openSession returns the session named by r's cookie for host when the

@@ -48,12 +48,8 @@ func (a *Authn) unrevokedSession(ctx context.Context, r *http.Request, host stri
 	if err != nil {
 		return nil, err
 	}
-	rev, err := a.o.Store.Revoked(ctx, s.ID, s.Subject, time.UnixMilli(s.Created))
-	if err != nil {
-		return nil, fmt.Errorf("revocation check: %w", err)
-	}
-	if rev {
-		return nil, errNoSession
+	if err := a.checkRevoked(ctx, s); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
