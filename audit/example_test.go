@@ -34,7 +34,7 @@ func Example() {
 	sum, err := audit.Verify(dir, audit.VerifyOptions{Verifiers: []note.Verifier{v}})
 	fmt.Println(sum.Records, sum.Latest.Size, err)
 
-	proof, _ := audit.ProveInclusion(dir, idx, v, true)
+	proof, _ := audit.ProveInclusion(dir, idx, []note.Verifier{v}, true)
 	res, err := audit.CheckProof(proof.Marshal(), []note.Verifier{v})
 	fmt.Println(res.Record.Index, res.Record.Path, err)
 	// Output:

@@ -52,8 +52,18 @@ func fileHashes(dir string) (*hashStore, func(), error) {
 	return &hashStore{f: f, onDisk: st.Size() / tlog.HashSize}, func() { f.Close() }, nil
 }
 
-// history returns the signed checkpoints of dir, oldest first, opened with v.
-func history(dir string, v note.Verifier) ([]Checkpoint, [][]byte, error) {
+// history returns the checkpoints of dir signed by one of the trusted keys
+// vs, oldest first, with their signed notes. A log whose signing key
+// changed holds checkpoints of several keys (key.pub lists them all);
+// those signed by none of vs are left out — a proof made from the rest is
+// still against a checkpoint a trusted key signed, and CheckProof checks
+// it with the same keys. A checkpoint that names a trusted key but whose
+// signature does not verify, or that does not parse, is an error: that is
+// tampering, not a key the caller did not give.
+func history(dir string, vs []note.Verifier) ([]Checkpoint, [][]byte, error) {
+	if len(vs) == 0 {
+		return nil, nil, fmt.Errorf("%w: no verifier key", ErrProof)
+	}
 	data, err := os.ReadFile(filepath.Join(dir, checkpointsFile))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: read checkpoints: %v", ErrProof, err)
@@ -64,12 +74,18 @@ func history(dir string, v note.Verifier) ([]Checkpoint, [][]byte, error) {
 	}
 	var cps []Checkpoint
 	var msgs [][]byte
-	for _, n := range notes {
-		cp, err := OpenCheckpoint(n, v)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", ErrProof, err)
+	for i, n := range notes {
+		cp, p := openWith(n, vs, fmt.Sprintf("%s note %d", checkpointsFile, i+1))
+		if p != nil {
+			if p.Kind == KindUnknownKey {
+				continue
+			}
+			return nil, nil, fmt.Errorf("%w: %v", ErrProof, p)
 		}
 		cps, msgs = append(cps, cp), append(msgs, n)
+	}
+	if len(cps) == 0 && len(notes) > 0 {
+		return nil, nil, fmt.Errorf("%w: no checkpoint of %s is signed by the given key(s)", ErrProof, checkpointsFile)
 	}
 	return cps, msgs, nil
 }
@@ -110,9 +126,11 @@ func recordLine(dir string, index int64) ([]byte, error) {
 
 // ProveInclusion proves that record index is in the tree of the first
 // checkpoint of dir that covers it (atLatest: the latest checkpoint).
-// The proof is checked before it is returned.
-func ProveInclusion(dir string, index int64, v note.Verifier, atLatest bool) (*Proof, error) {
-	cps, msgs, err := history(dir, v)
+// Only checkpoints signed by one of the trusted keys vs count (all of
+// key.pub for a log whose signing key changed). The proof is checked with
+// vs before it is returned.
+func ProveInclusion(dir string, index int64, vs []note.Verifier, atLatest bool) (*Proof, error) {
+	cps, msgs, err := history(dir, vs)
 	if err != nil {
 		return nil, err
 	}
@@ -143,16 +161,17 @@ func ProveInclusion(dir string, index int64, v note.Verifier, atLatest bool) (*P
 	}
 	p := &Proof{Format: ProofFormat, Type: ProofInclusion, Index: index, Record: string(line),
 		Checkpoint: string(msgs[pick]), Hashes: rp}
-	if _, err := CheckProof(mustJSON(p), []note.Verifier{v}); err != nil {
+	if _, err := CheckProof(mustJSON(p), vs); err != nil {
 		return nil, fmt.Errorf("%w: the log's stored hashes do not agree with its checkpoint (run audit verify): %v", ErrProof, err)
 	}
 	return p, nil
 }
 
 // ProveConsistency proves that the checkpoint of size newSize (0: the latest)
-// extends the one of size oldSize; both must be in the checkpoint history.
-func ProveConsistency(dir string, oldSize, newSize int64, v note.Verifier) (*Proof, error) {
-	cps, msgs, err := history(dir, v)
+// extends the one of size oldSize; both must be in the checkpoint history
+// and signed by one of the trusted keys vs (they may be different keys).
+func ProveConsistency(dir string, oldSize, newSize int64, vs []note.Verifier) (*Proof, error) {
+	cps, msgs, err := history(dir, vs)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +198,7 @@ func ProveConsistency(dir string, oldSize, newSize int64, v note.Verifier) (*Pro
 	}
 	p := &Proof{Format: ProofFormat, Type: ProofConsistency, OldCheckpoint: string(msgs[oi]),
 		Checkpoint: string(msgs[ni]), Hashes: tp}
-	if _, err := CheckProof(mustJSON(p), []note.Verifier{v}); err != nil {
+	if _, err := CheckProof(mustJSON(p), vs); err != nil {
 		return nil, fmt.Errorf("%w: stored hashes disagree with the checkpoints: %v", ErrProof, err)
 	}
 	return p, nil

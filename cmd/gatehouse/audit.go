@@ -93,14 +93,16 @@ func loadVerifiers(paths []string) ([]note.Verifier, error) {
 	return vs, nil
 }
 
-// dirVerifier returns the first --key, or the log's own key.pub (untrusted).
-func dirVerifier(dir string, keys []string, stderr io.Writer) (note.Verifier, error) {
+// dirVerifiers returns every --key, or every key the log's own key.pub
+// lists (untrusted; after a key change it holds the new key and the old
+// ones, so checkpoints of both can be proved against).
+func dirVerifiers(dir string, keys []string, stderr io.Writer) ([]note.Verifier, error) {
 	vs, err := loadVerifiers(keys)
 	if err != nil {
 		return nil, err
 	}
 	if len(vs) > 0 {
-		return vs[0], nil
+		return vs, nil
 	}
 	fmt.Fprintf(stderr, "warning: no --key given: using %s, which is only as trustworthy as the log directory itself\n", filepath.Join(dir, "key.pub"))
 	vs, err = loadVerifiers([]string{filepath.Join(dir, "key.pub")})
@@ -110,7 +112,7 @@ func dirVerifier(dir string, keys []string, stderr io.Writer) (note.Verifier, er
 	if len(vs) == 0 {
 		return nil, fmt.Errorf("no key in %s", filepath.Join(dir, "key.pub"))
 	}
-	return vs[0], nil
+	return vs, nil
 }
 
 func runAuditVerify(_ context.Context, args []string, stdout, stderr io.Writer) int {
@@ -185,9 +187,9 @@ func printSummary(w io.Writer, dir string, s *audit.Summary) {
 }
 
 func runAuditProve(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("audit prove", stderr, "audit prove DIR --index N [--latest] | --consistency OLD [--to NEW]  [--key PUB] [--out FILE]")
+	fs := newFlags("audit prove", stderr, "audit prove DIR --index N [--latest] | --consistency OLD [--to NEW]  [--key PUB]... [--out FILE]")
 	var keys multiFlag
-	fs.Var(&keys, "key", "verifier key file (default: the log's key.pub)")
+	fs.Var(&keys, "key", "verifier key file (repeat for rotated keys; default: every key of the log's key.pub)")
 	index := fs.Int64("index", -1, "record index to prove")
 	latest := fs.Bool("latest", false, "prove against the latest checkpoint (default: the first that covers the record)")
 	cons := fs.Int64("consistency", -1, "size of the older checkpoint for a consistency proof")
@@ -202,16 +204,16 @@ func runAuditProve(_ context.Context, args []string, stdout, stderr io.Writer) i
 		return exitUsage
 	}
 	dir := pos[0]
-	v, err := dirVerifier(dir, keys, stderr)
+	vs, err := dirVerifiers(dir, keys, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "audit prove: %v\n", err)
 		return 1
 	}
 	var p *audit.Proof
 	if *index >= 0 {
-		p, err = audit.ProveInclusion(dir, *index, v, *latest)
+		p, err = audit.ProveInclusion(dir, *index, vs, *latest)
 	} else {
-		p, err = audit.ProveConsistency(dir, *cons, *to, v)
+		p, err = audit.ProveConsistency(dir, *cons, *to, vs)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "audit prove: %v\n", err)
