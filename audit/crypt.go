@@ -32,6 +32,10 @@ import (
 // ErrShredded: the data key of the record's period was destroyed.
 var ErrShredded = errors.New("personal fields shredded (data key destroyed)")
 
+// ErrDataKeyRefused: a period's data key file does not open with the
+// encryption key (another key, or the file was altered).
+var ErrDataKeyRefused = errors.New("does not open with this encryption key")
+
 // ErrNoKey: the record is sealed and no encryption key was given.
 var ErrNoKey = errors.New("personal fields sealed; no encryption key given")
 
@@ -94,6 +98,39 @@ func NewKeyring(dir string, master []byte) (*Keyring, error) {
 	return &Keyring{dir: dir, master: a, keys: map[string]cipher.AEAD{}}, nil
 }
 
+// check fails when the log has data keys and the encryption key opens none
+// of them: a wrong encryption key, which would leave every record
+// unreadable. Data keys that are only malformed, or absent (shredded), are
+// no sign of a wrong key; a few keys that do not open beside others that do
+// are reported per record by Scan.
+func (k *Keyring) check() error {
+	ents, err := os.ReadDir(filepath.Join(k.dir, keysDir))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("read data keys: %w", err)
+	}
+	opened, refused := 0, 0
+	for _, e := range ents {
+		period, ok := strings.CutSuffix(e.Name(), ".key")
+		if !ok {
+			continue
+		}
+		_, err := k.key(period, false)
+		switch {
+		case err == nil:
+			opened++
+		case errors.Is(err, ErrDataKeyRefused):
+			refused++
+		}
+	}
+	if opened == 0 && refused > 0 {
+		return fmt.Errorf("%w: the encryption key opens none of the log's %d data key(s) (wrong encryption key?)", ErrBadKey, refused)
+	}
+	return nil
+}
+
 func newGCM(key []byte) (cipher.AEAD, error) {
 	if len(key) != masterKeySize {
 		return nil, fmt.Errorf("%w: want a 32-byte key", ErrBadKey)
@@ -129,7 +166,7 @@ func (k *Keyring) key(period string, create bool) (cipher.AEAD, error) {
 		}
 		dk, err = k.master.Open(nil, raw[:ns], raw[ns:], aad)
 		if err != nil {
-			return nil, fmt.Errorf("data key %s: does not open with this encryption key", period)
+			return nil, fmt.Errorf("data key %s: %w", period, ErrDataKeyRefused)
 		}
 	case errors.Is(err, os.ErrNotExist) && create:
 		dk = make([]byte, 32)

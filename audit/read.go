@@ -11,10 +11,18 @@ import (
 )
 
 // Scan calls fn for every record of the log in dir, in index order. With a
-// keyring, sealed personal fields are opened; a record of a shredded period
-// (or any record, without a keyring) keeps its Sealed field and empty
-// personal fields. Scan does not verify: run Verify first when it matters.
+// keyring, sealed personal fields are opened; a record whose fields cannot
+// be opened (or any record, without a keyring) keeps its Sealed field and
+// empty personal fields, and with a keyring its Unreadable says why:
+// ErrShredded for a shredded period, otherwise the reason (its period's
+// data key does not open or was replaced, the record does not decrypt).
+// One such record does not stop the scan. An encryption key that opens
+// none of the log's data keys is refused before any record (ErrBadKey).
+// Scan does not verify: run Verify first when it matters.
 func Scan(dir string, ring *Keyring, fn func(*Record) error) error {
+	if err := checkRing(ring); err != nil {
+		return err
+	}
 	segs, err := listSegments(dir)
 	if err != nil {
 		return err
@@ -43,6 +51,9 @@ func ScanSince(dir string, ring *Keyring, from time.Time, fn func(*Record) error
 // the speed of a byte search. A line whose type cannot be found is decoded
 // (and reported if it is broken), as by ScanSince.
 func ScanSinceTypes(dir string, ring *Keyring, from time.Time, types []Type, fn func(*Record) error) error {
+	if err := checkRing(ring); err != nil {
+		return err
+	}
 	segs, err := listSegments(dir)
 	if err != nil {
 		return err
@@ -62,6 +73,18 @@ func ScanSinceTypes(dir string, ring *Keyring, from time.Time, types []Type, fn 
 		if err := scanFileTypes(s, ring, types, fn); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkRing refuses a keyring whose encryption key opens none of the log's
+// data keys (nil: no keyring, nothing to check).
+func checkRing(ring *Keyring) error {
+	if ring == nil {
+		return nil
+	}
+	if err := ring.check(); err != nil {
+		return fmt.Errorf("open audit data keys: %w", err)
 	}
 	return nil
 }
@@ -138,8 +161,8 @@ func scanFileTypes(s segmentInfo, ring *Keyring, types []Type, fn func(*Record) 
 			return fmt.Errorf("read audit segment %s line %d: %w", s.Name, sc.lineNo, err)
 		}
 		if ring != nil && r.Sealed != nil {
-			if err := ring.Unseal(r); err != nil && !errors.Is(err, ErrShredded) {
-				return err
+			if err := ring.Unseal(r); err != nil {
+				r.Unreadable = err
 			}
 		}
 		if err := fn(r); err != nil {

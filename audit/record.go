@@ -122,6 +122,12 @@ type Record struct {
 
 	// Sealed holds the encrypted personal fields.
 	Sealed *Sealed `json:"sealed,omitempty"`
+
+	// Unreadable is set by Scan and Search, given a keyring, on a record
+	// whose Sealed fields could not be opened: ErrShredded for a shredded
+	// period, otherwise why. Sealed is kept and the personal fields stay
+	// empty. Never stored.
+	Unreadable error `json:"-"`
 }
 
 // Sealed is the encrypted form of a record's personal fields (AES-256-GCM

@@ -312,8 +312,10 @@ func loadRing(dir, keyFile string) (*audit.Keyring, error) {
 
 // searchDirs returns the records of dirs matching f, with sealed fields
 // opened where possible. An email user also matches the subjects seen with
-// that email, so records that carry only the subject are included.
-func searchDirs(dirs []string, encKey string, f audit.Filter) ([]*audit.Record, error) {
+// that email, so records that carry only the subject are included. Records
+// whose sealed fields could not be opened for a reason other than
+// shredding are named on stderr (the first few, then a count).
+func searchDirs(dirs []string, encKey string, f audit.Filter, stderr io.Writer) ([]*audit.Record, error) {
 	var all []*audit.Record
 	for _, dir := range dirs {
 		ring, err := loadRing(dir, encKey)
@@ -333,14 +335,26 @@ func searchDirs(dirs []string, encKey string, f audit.Filter) ([]*audit.Record, 
 				subjects[r.Subject] = true
 			}
 		}
+		unreadable := 0
 		for _, r := range recs {
 			if user == "" || subjects[r.Subject] || strings.EqualFold(r.Email, user) {
 				all = append(all, r)
+				if r.Unreadable != nil && !errors.Is(r.Unreadable, audit.ErrShredded) {
+					if unreadable++; unreadable <= maxUnreadableShown {
+						fmt.Fprintf(stderr, "warning: %s: record %d: personal fields unreadable: %v\n", dir, r.Index, r.Unreadable)
+					}
+				}
 			}
+		}
+		if unreadable > 0 {
+			fmt.Fprintf(stderr, "warning: %s: %d record(s) with unreadable personal fields (kept sealed; not shredded)\n", dir, unreadable)
 		}
 	}
 	return all, nil
 }
+
+// maxUnreadableShown bounds the records searchDirs names one by one.
+const maxUnreadableShown = 5
 
 func runAuditReport(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("audit report", stderr, "audit report DIR... --from T --to T [--user U] [--format html|csv|json] [--out FILE]")
@@ -401,7 +415,7 @@ func runAuditReport(_ context.Context, args []string, stdout, stderr io.Writer) 
 		origins = append(origins, sum.Latest.Origin)
 	}
 	integ.Root, integ.Origin = strings.Join(roots, ", "), strings.Join(origins, ", ")
-	recs, err := searchDirs(dirs, *encKey, audit.Filter{From: fromT, To: toT, User: *user})
+	recs, err := searchDirs(dirs, *encKey, audit.Filter{From: fromT, To: toT, User: *user}, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "audit report: %v\n", err)
 		return 1
@@ -485,7 +499,7 @@ func runAuditSearch(_ context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		f.Types = append(f.Types, audit.Type(t))
 	}
-	recs, err := searchDirs(dirs, *encKey, f)
+	recs, err := searchDirs(dirs, *encKey, f, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "audit search: %v\n", err)
 		return 1
