@@ -328,8 +328,7 @@ func (l *Log) Append(ctx context.Context, rec *Record) (int64, error) {
 	at := len(c.data)
 	c.data = append(append(append(append(c.data, prefix...), body...), sealed...), '}')
 	// The record hash is that of the exact stored line.
-	hs, err := tlog.StoredHashesForRecordHash(idx, tlog.RecordHash(c.data[at:]), &l.hashes)
-	if err != nil {
+	if err := l.hashes.appendRecord(idx, tlog.RecordHash(c.data[at:])); err != nil {
 		c.data = c.data[:at]
 		l.pend = l.pend[:npend]
 		l.segStart, l.segBytes, l.segCount = segStart, segBytes, segCount
@@ -343,7 +342,6 @@ func (l *Log) Append(ctx context.Context, rec *Record) (int64, error) {
 	l.segBytes += size
 	l.segCount++
 	l.pendBytes += size
-	l.hashes.pending = append(l.hashes.pending, hs...)
 	l.n++
 	l.mu.Unlock()
 	rec.Index, rec.Time, rec.Version = idx, t, Version

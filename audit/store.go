@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"sort"
@@ -144,6 +145,45 @@ func (s *hashStore) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 		}
 	}
 	return out, nil
+}
+
+// appendRecord adds the stored hashes of record n, whose record hash is h,
+// to the pending tail: what tlog.StoredHashesForRecordHash returns, computed
+// in place. The writer runs it for every record under its lock, and the
+// library function allocates three slices each time (the differential test
+// holds the two to the same hashes). On error nothing is added.
+func (s *hashStore) appendRecord(n int64, h tlog.Hash) error {
+	if want := tlog.StoredHashIndex(0, n); want != s.onDisk+int64(len(s.pending)) {
+		return fmt.Errorf("store hashes of record %d: at stored hash %d, not %d", n, s.onDisk+int64(len(s.pending)), want)
+	}
+	start := len(s.pending)
+	s.pending = append(s.pending, h)
+	// Each trailing 1 bit of n completes a subtree with its left sibling.
+	for i := range bits.TrailingZeros64(uint64(n + 1)) {
+		left, err := s.readHash(tlog.StoredHashIndex(i, n>>uint(i)-1))
+		if err != nil {
+			s.pending = s.pending[:start]
+			return err
+		}
+		h = tlog.NodeHash(left, h)
+		s.pending = append(s.pending, h)
+	}
+	return nil
+}
+
+// readHash returns the stored hash at index x.
+func (s *hashStore) readHash(x int64) (tlog.Hash, error) {
+	var h tlog.Hash
+	switch {
+	case x < 0 || x >= s.onDisk+int64(len(s.pending)):
+		return h, fmt.Errorf("read stored hash %d: beyond %d stored", x, s.onDisk+int64(len(s.pending)))
+	case x >= s.onDisk:
+		return s.pending[x-s.onDisk], nil
+	}
+	if _, err := s.f.ReadAt(h[:], x*tlog.HashSize); err != nil {
+		return h, fmt.Errorf("read stored hash %d: %w", x, err)
+	}
+	return h, nil
 }
 
 // memHashes is an in-memory HashReader (verifier, tests).
