@@ -237,11 +237,10 @@ func (a *Authn) decodeSessionCookie(host string, now time.Time, raw string) (dec
 	cacheable := len(raw) <= sessionCacheMaxValue
 	var key [sha256.Size]byte
 	if cacheable {
-		h := sha256.New()
-		h.Write([]byte(host))
-		h.Write([]byte{0})
-		h.Write([]byte(raw))
-		h.Sum(key[:0])
+		// Hashed from a stack buffer: sha256.New would put a digest on
+		// the heap for every request.
+		var buf [1024]byte
+		key = sha256.Sum256(append(append(append(buf[:0], host...), 0), raw...))
 		if d, ok := a.sessions.get(key); ok {
 			if now.Unix() < d.sealExp {
 				return d, true
