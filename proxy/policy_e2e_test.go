@@ -417,3 +417,23 @@ func BenchmarkPolicyStageDecide(b *testing.B) {
 		}
 	}
 }
+
+// TestPolicyDecisionsCountedByOutcome: gatehouse_policy_decisions_total
+// counts each decision under its outcome (the counters of the known
+// outcomes are resolved once, at build).
+func TestPolicyDecisionsCountedByOutcome(t *testing.T) {
+	dir := t.TempDir()
+	writePolicyFile(t, dir, "authz.rego", policyE2E)
+	auth := &fakeAuth{id: Identity{Subject: "bob-sub", Email: "bob@example.com", SessionID: "s2"}}
+	_, front, admin, _ := policyServer(t, dir, auth, &fakeRecorder{})
+	for _, p := range []string{"/a", "/b", "/secret/x", "/admin/users"} {
+		resp, _ := get(t, front, "app.example.com", p, nil)
+		resp.Body.Close()
+	}
+	for outcome, want := range map[string]float64{"allow": 2, "deny": 1, "step_up": 1} {
+		name := `gatehouse_policy_decisions_total{outcome="` + outcome + `"}`
+		if got := metricValue(t, admin, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -67,7 +67,10 @@ func (st *policyStage) memoStats() policy.MemoStats {
 }
 
 type policyMetrics struct {
-	decisions     *prometheus.CounterVec
+	decisions *prometheus.CounterVec
+	// byOutcome holds the decisions counter of each known outcome,
+	// resolved once: a label lookup hashes and locks on every request.
+	byOutcome     map[policy.Outcome]prometheus.Counter
 	failures      *prometheus.CounterVec
 	duration      prometheus.Histogram
 	reloads       *prometheus.CounterVec
@@ -116,6 +119,10 @@ func newPolicyMetrics(reg prometheus.Registerer, st *policyStage) (*policyMetric
 		}
 		return 0
 	})
+	m.byOutcome = map[policy.Outcome]prometheus.Counter{}
+	for _, o := range []policy.Outcome{policy.OutcomeAllow, policy.OutcomeDeny, policy.OutcomeStepUp} {
+		m.byOutcome[o] = m.decisions.WithLabelValues(string(o))
+	}
 	collectors := []prometheus.Collector{m.decisions, m.failures, m.duration, m.reloads, m.disagreements, loaded, lastFailed}
 	for _, r := range []struct {
 		result string
@@ -340,7 +347,11 @@ func (st *policyStage) Decide(ctx context.Context, req *Request, id Identity, ri
 			out.Deny = []string{policy.ReasonNotAllowed}
 		}
 	}
-	st.m.decisions.WithLabelValues(string(d.Outcome)).Inc()
+	if c, ok := st.m.byOutcome[d.Outcome]; ok {
+		c.Inc()
+	} else {
+		st.m.decisions.WithLabelValues(string(d.Outcome)).Inc()
+	}
 	st.m.duration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		reason := policy.ReasonEvalError
