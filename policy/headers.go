@@ -115,34 +115,59 @@ func droppedFolded(name string) bool {
 // spoofable forwarding headers removed (see [DroppedHeader]), and extra
 // names (e.g. configured identity headers) removed as well.
 func HeadersFromHTTP(h http.Header, extra ...string) map[string]string {
+	return NewHeaderFilter(extra...).FromHTTP(h)
+}
+
+// HeaderFilter is HeadersFromHTTP with its extra names folded once (lower
+// case, '_' as '-'), for a caller that builds the input of every request
+// with the same ones.
+type HeaderFilter struct {
+	extra map[string]bool // folded names
+}
+
+// NewHeaderFilter returns the filter that also removes the extra names.
+func NewHeaderFilter(extra ...string) *HeaderFilter {
+	f := &HeaderFilter{}
+	if len(extra) > 0 {
+		f.extra = make(map[string]bool, len(extra))
+		for _, e := range extra {
+			f.extra[foldName(strings.ToLower(e))] = true
+		}
+	}
+	return f
+}
+
+// foldName folds '_' to '-' in a lower-cased name, as droppedFolded does.
+func foldName(n string) string {
+	if strings.IndexByte(n, '_') >= 0 {
+		return strings.ReplaceAll(n, "_", "-")
+	}
+	return n
+}
+
+// FromHTTP turns request headers into the input's headers object (see
+// HeadersFromHTTP).
+func (f *HeaderFilter) FromHTTP(h http.Header) map[string]string {
 	out := make(map[string]string, len(h))
-next:
 	for name, vs := range h {
 		if len(vs) == 0 {
 			continue
 		}
 		var n string
-		if f, ok := commonHeaders[name]; ok {
-			if f.dropped {
+		if c, ok := commonHeaders[name]; ok {
+			if c.dropped {
 				continue
 			}
-			n = f.lower
+			n = c.lower
 		} else {
 			if droppedFolded(name) {
 				continue
 			}
 			n = strings.ToLower(name)
 		}
-		if len(extra) > 0 {
-			nf := n // '_' folds to '-' on both sides, as in droppedFolded
-			if strings.IndexByte(n, '_') >= 0 {
-				nf = strings.ReplaceAll(n, "_", "-")
-			}
-			for _, e := range extra {
-				if strings.EqualFold(e, n) || strings.EqualFold(strings.ReplaceAll(e, "_", "-"), nf) {
-					continue next
-				}
-			}
+		// '_' folds to '-' on both sides, as in droppedFolded.
+		if f.extra != nil && f.extra[foldName(n)] {
+			continue
 		}
 		v := vs[0]
 		if len(vs) > 1 {

@@ -42,11 +42,12 @@ type policyStage struct {
 	engine atomic.Pointer[policy.Engine]
 	cfg    atomic.Pointer[config.Config]
 	zone   atomic.Pointer[time.Location]
-	// idHeaders are identityHeaderNames(cfg), computed once per config.
-	idHeaders atomic.Pointer[[]string]
-	w         *Wiring
-	log       *zap.Logger
-	m         *policyMetrics
+	// headers filters the input's headers: identityHeaderNames(cfg) out,
+	// folded once per config.
+	headers atomic.Pointer[policy.HeaderFilter]
+	w       *Wiring
+	log     *zap.Logger
+	m       *policyMetrics
 
 	// memoBase holds the memo counts of engines swapped out by a reload,
 	// so that the /metrics counters never go down.
@@ -209,10 +210,10 @@ func (st *policyStage) prepareConfigure(cfg *config.Config) (func(), error) {
 		}
 		zone = z
 	}
-	names := identityHeaderNames(cfg)
+	hf := policy.NewHeaderFilter(identityHeaderNames(cfg)...)
 	return func() {
 		st.zone.Store(zone)
-		st.idHeaders.Store(&names)
+		st.headers.Store(hf)
 		st.cfg.Store(cfg)
 	}, nil
 }
@@ -380,16 +381,14 @@ func (st *policyStage) input(req *Request, id Identity, risk Risk) policy.Input 
 		in.Request.RemoteIP = req.ClientIP.Unmap().String()
 	}
 	if r := req.HTTP; r != nil {
-		var idHeaders []string
-		if p := st.idHeaders.Load(); p != nil {
-			idHeaders = *p
-		} else {
-			idHeaders = identityHeaderNames(st.cfg.Load())
+		hf := st.headers.Load()
+		if hf == nil {
+			hf = policy.NewHeaderFilter(identityHeaderNames(st.cfg.Load())...)
 		}
 		in.Request.Method = r.Method
 		in.Request.Host = canonicalHost(r.Host)
 		in.Request.Query = policy.QueryFromURL(r.URL)
-		in.Request.Headers = policy.HeadersFromHTTP(r.Header, idHeaders...)
+		in.Request.Headers = hf.FromHTTP(r.Header)
 	} else {
 		in.Request.Query = map[string][]string{}
 		in.Request.Headers = map[string]string{}
