@@ -87,6 +87,47 @@ func CheckPathCharset(p, charset string) error {
 // The result always starts with "/", never contains "//" or a "." or ".."
 // segment, and NormalizePath(EscapePath(p)) == p for every result p.
 func NormalizePath(raw string) (string, error) {
+	if cleanPath(raw) {
+		return raw, nil // already normal: nothing to decode, merge or remove
+	}
+	return normalizePath(raw)
+}
+
+// cleanPath reports whether raw is its own normal form: absolute, plain
+// printable ASCII without '%', '\' or ';', and no empty, "." or ".."
+// segment (a final empty one, a trailing slash, is kept as it is). Most
+// request paths are, and they cost no allocation; FuzzNormalizePath holds
+// normalizePath to returning every clean path unchanged.
+func cleanPath(raw string) bool {
+	if raw == "" || raw[0] != '/' {
+		return false
+	}
+	seg := 1 // start of the current segment
+	for i := 1; i <= len(raw); i++ {
+		if i < len(raw) {
+			c := raw[i]
+			if c <= 0x20 || c >= 0x7f || c == '%' || c == '\\' || c == ';' {
+				return false
+			}
+			if c != '/' {
+				continue
+			}
+		}
+		switch raw[seg:i] {
+		case "":
+			if i < len(raw) {
+				return false // "//"
+			}
+		case ".", "..":
+			return false
+		}
+		seg = i + 1
+	}
+	return true
+}
+
+// normalizePath is NormalizePath's general case.
+func normalizePath(raw string) (string, error) {
 	if raw == "" {
 		return "/", nil
 	}

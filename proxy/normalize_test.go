@@ -101,6 +101,12 @@ func FuzzNormalizePath(f *testing.F) {
 	f.Add("/ａdmin")
 	f.Add("/ﬁ%C2%B2")
 	f.Fuzz(func(t *testing.T, raw string) {
+		if cleanPath(raw) {
+			// The fast path returns raw itself: the general case must agree.
+			if p, err := normalizePath(raw); err != nil || p != raw {
+				t.Fatalf("clean path %q normalises to %q, %v", raw, p, err)
+			}
+		}
 		p, err := NormalizePath(raw)
 		if err != nil {
 			if !errors.Is(err, ErrAmbiguousPath) {
@@ -164,6 +170,30 @@ func TestCheckQuery(t *testing.T) {
 		}
 		if err != nil && !errors.Is(err, ErrAmbiguousPath) {
 			t.Errorf("CheckQuery(%q): %v is not ErrAmbiguousPath", tc.raw, err)
+		}
+	}
+}
+
+// TestCleanPathIsNormal: the paths the fast path returns unchanged, and
+// the ones it leaves to the general case, which normalises them.
+func TestCleanPathIsNormal(t *testing.T) {
+	for _, tc := range []struct {
+		raw   string
+		clean bool
+	}{
+		{"/", true}, {"/a/b", true}, {"/a/b/", true}, {"/files/report-2026.pdf", true}, {"/a.b/..c/.d", true},
+		{"", false}, {"a", false}, {"//", false}, {"/a//b", false}, {"/a/./b", false}, {"/a/..", false},
+		{"/a/.", false}, {"/./", false}, {"/a%20b", false}, {"/a b", false}, {"/a;b", false}, {"/a\\b", false},
+		{"/café", false}, {"/a\x7f", false},
+	} {
+		if got := cleanPath(tc.raw); got != tc.clean {
+			t.Errorf("cleanPath(%q) = %v, want %v", tc.raw, got, tc.clean)
+			continue
+		}
+		if tc.clean {
+			if p, err := normalizePath(tc.raw); err != nil || p != tc.raw {
+				t.Errorf("clean %q: general case gives %q, %v", tc.raw, p, err)
+			}
 		}
 	}
 }
