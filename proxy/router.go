@@ -144,8 +144,12 @@ func compileRoute(i int, cr config.Route) (*Route, error) {
 // canonicalHost lower-cases a host and strips a port and a trailing dot.
 func canonicalHost(h string) string {
 	h = strings.TrimSpace(h)
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		h = host
+	// SplitHostPort only where a port may be: its error for a host without
+	// one (the usual Host on 443) is an allocation, three per request.
+	if i := strings.LastIndexByte(h, ':'); i > strings.LastIndexByte(h, ']') {
+		if host, _, err := net.SplitHostPort(h); err == nil {
+			h = host
+		}
 	} else if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
 		h = h[1 : len(h)-1]
 	}

@@ -117,3 +117,18 @@ func TestIsDownload(t *testing.T) {
 		}
 	}
 }
+
+func TestCanonicalHost(t *testing.T) {
+	for in, want := range map[string]string{
+		"App.Example.com": "app.example.com", "app.example.com:8443": "app.example.com", "app.example.com.": "app.example.com",
+		" app.example.com ": "app.example.com", "[::1]": "::1", "[::1]:443": "::1", "::1": "::1", "127.0.0.1:80": "127.0.0.1",
+		"": "",
+	} {
+		if got := canonicalHost(in); got != want {
+			t.Errorf("canonicalHost(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = canonicalHost("app.example.com") }); n != 0 {
+		t.Errorf("canonicalHost of a host without a port: %v allocations", n)
+	}
+}
