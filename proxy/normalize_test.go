@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -196,4 +197,19 @@ func TestCleanPathIsNormal(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzCheckQuery: CheckQuery refuses exactly the queries url.ParseQuery
+// refuses.
+func FuzzCheckQuery(f *testing.F) {
+	for _, s := range []string{"", "a=1", "a=1&b=2", "a=%41", "a=%4", "a%3=b", "a=1;b=2", "a=%zz", "&&", "=",
+		"a=b=%41", "%", "a+b=c+d", strings.Repeat("a&", 1200)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		_, perr := url.ParseQuery(raw)
+		if err := CheckQuery(raw); (err == nil) != (perr == nil) {
+			t.Fatalf("CheckQuery(%q) = %v, url.ParseQuery: %v", raw, err, perr)
+		}
+	})
 }
