@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/textproto"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,13 +52,13 @@ func (a *Authn) clearCookie(w http.ResponseWriter, name string) {
 
 // readChunked joins a value written by writeChunked.
 func readChunked(r *http.Request, name string) (string, bool) {
-	c, err := r.Cookie(name)
-	if err != nil || c.Value == "" {
+	v, ok := cookieValue(r, name)
+	if !ok || v == "" {
 		return "", false
 	}
-	n, first, chunked := strings.Cut(c.Value, "~")
+	n, first, chunked := strings.Cut(v, "~")
 	if !chunked {
-		return c.Value, true
+		return v, true
 	}
 	count, err := strconv.Atoi(n)
 	if err != nil || count < 2 || count > maxChunks {
@@ -66,13 +67,60 @@ func readChunked(r *http.Request, name string) (string, bool) {
 	var b strings.Builder
 	b.WriteString(first)
 	for i := 1; i < count; i++ {
-		ci, err := r.Cookie(name + "-" + strconv.Itoa(i))
+		ci, ok := cookieValue(r, name+"-"+strconv.Itoa(i))
+		if !ok {
+			return "", false
+		}
+		b.WriteString(ci)
+	}
+	return b.String(), true
+}
+
+// cookieValue is r.Cookie(name).Value, read where it stands in the
+// Cookie header: r.Cookie builds a *Cookie (and its slice) for a session
+// check on every request. It follows net/http's reading exactly (trimmed
+// parts, the first cookie of that name with a valid value, surrounding
+// quotes removed); a header with very many cookies is left to r.Cookie,
+// which enforces net/http's limit on their number (the differential test
+// holds the two together).
+func cookieValue(r *http.Request, name string) (string, bool) {
+	lines := r.Header["Cookie"]
+	n := 0
+	for _, line := range lines {
+		n += strings.Count(line, ";") + 1
+	}
+	if n > 1000 {
+		c, err := r.Cookie(name)
 		if err != nil {
 			return "", false
 		}
-		b.WriteString(ci.Value)
+		return c.Value, true
 	}
-	return b.String(), true
+	for _, line := range lines {
+		for part := range strings.SplitSeq(line, ";") {
+			k, v, _ := strings.Cut(textproto.TrimString(part), "=")
+			if textproto.TrimString(k) != name {
+				continue
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			if validCookieValue(v) {
+				return v, true
+			}
+		}
+	}
+	return "", false
+}
+
+// validCookieValue is net/http's test of a cookie value's bytes.
+func validCookieValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // writeChunked sets value as one cookie or, when long, as "N~part0" plus

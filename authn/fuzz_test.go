@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -70,4 +71,30 @@ func TestReady(t *testing.T) {
 	if err := rg.a.Ready(context.Background()); err != nil {
 		t.Errorf("fake OP: Ready = %v", err)
 	}
+}
+
+// FuzzCookieValue: cookieValue reads a Cookie header as r.Cookie does.
+func FuzzCookieValue(f *testing.F) {
+	for _, s := range []string{"__Host-_gatehouse=abc", "a=1; __Host-_gatehouse=x; b=2", `__Host-_gatehouse="q"`,
+		" __Host-_gatehouse = v ", "__Host-_gatehouse", "__Host-_gatehouse=a\\b; __Host-_gatehouse=ok",
+		"__Host-_gatehouse=;x", ";;", `__Host-_gatehouse="`, "__Host-_gatehouse=a\tb"} {
+		f.Add(s, "")
+	}
+	f.Add("x=1", "__Host-_gatehouse=second-line")
+	f.Add(strings.Repeat("a=1; ", 1100)+"__Host-_gatehouse=many", "") // left to r.Cookie and its limit
+	f.Add(strings.Repeat("a=1; ", 3100)+"__Host-_gatehouse=too-many", "")
+	f.Fuzz(func(t *testing.T, line1, line2 string) {
+		r := httptest.NewRequest(http.MethodGet, "https://app.example/", nil)
+		r.Header["Cookie"] = []string{line1}
+		if line2 != "" {
+			r.Header["Cookie"] = append(r.Header["Cookie"], line2)
+		}
+		for _, name := range []string{"__Host-_gatehouse", "x"} {
+			got, ok := cookieValue(r, name)
+			c, err := r.Cookie(name)
+			if (err == nil) != ok || ok && got != c.Value {
+				t.Fatalf("Cookie %q, name %s: cookieValue %q %v; r.Cookie %v %v", r.Header["Cookie"], name, got, ok, c, err)
+			}
+		}
+	})
 }
