@@ -32,7 +32,14 @@ func (a *Authn) cookieName(base string) string {
 	return base
 }
 
-func (a *Authn) sessionCookie() string { return a.cookieName(a.o.Session.Cookie) }
+// sessionCookie is the session cookie's name (made once, in New: the
+// prefixed name is a concatenation, read on every request).
+func (a *Authn) sessionCookie() string {
+	if a.ownSession != "" {
+		return a.ownSession
+	}
+	return a.cookieName(a.o.Session.Cookie)
+}
 
 func (a *Authn) newCookie(name, value string, maxAge int) *http.Cookie {
 	return &http.Cookie{
