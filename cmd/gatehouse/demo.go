@@ -29,8 +29,9 @@ rules with a local webhook receiver. Host names are *.localhost, which
 browsers and curl resolve to 127.0.0.1. Run it from the repository (it uses
 test/idp and examples/policies); make demo installs what it needs.
 
---at shifts the process clock so that it is HH:MM now in the anomaly
-timezone (Asia/Hong_Kong), e.g. --at 02:00 shows the night rules by day.
+--at sets the process clock back to the last HH:MM in the anomaly timezone
+(Asia/Hong_Kong), e.g. --at 02:00 shows the night rules by day. It never
+runs ahead: the OpenID Provider's tokens would read as expired.
 
 Exit codes: 0 after Ctrl-C; 1 the demo could not start; 2 usage error.
 
@@ -102,6 +103,11 @@ func demoClock(at, tz string, now func() time.Time) (func() time.Time, error) {
 	}
 	n := now().In(loc)
 	want := time.Date(n.Year(), n.Month(), n.Day(), t.Hour(), t.Minute(), 0, 0, loc)
+	// The last HH:MM, never one to come: a clock running ahead reads the
+	// real IdP's ID tokens (an hour's life) as expired, and sign-in fails.
+	if want.After(n) {
+		want = want.AddDate(0, 0, -1)
+	}
 	offset := want.Sub(n)
 	return func() time.Time { return now().Add(offset) }, nil
 }
