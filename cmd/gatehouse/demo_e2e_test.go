@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +24,25 @@ import (
 // (sign in with password + TOTP, bulk download at night, blocked, signed
 // alert at the webhook), then `audit verify` and `audit report` on the log
 // the demo wrote.
+// lockedBuilder is a strings.Builder safe to read while a process writes
+// to it.
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 func TestDemoTour(t *testing.T) {
 	testenv.NeedBinary(t, "node")
 	root := testenv.RepoRoot(t)
@@ -53,7 +73,8 @@ func TestDemoTour(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
+	// Read while the demo still writes (on a failure): guarded.
+	var stderr lockedBuilder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
