@@ -301,14 +301,10 @@ func forwardedFor(h http.Header) []string {
 // proxy, and X-Forwarded-Host is always the host Gatehouse routed and
 // judged: an app that picks its tenant from it must see that one, not
 // whatever a front proxy let a client write.
-func (hp *headerPolicy) setForwarded(in *http.Request, out http.Header) {
-	hp.setForwardedFor(in, out, netip.Addr{}, "")
-}
-
-// setForwardedFor is setForwarded for a request whose client address the
-// pipeline has already formatted (known, as knownText): the peer's text is
-// reused when it is that address.
-func (hp *headerPolicy) setForwardedFor(in *http.Request, out http.Header, known netip.Addr, knownText string) {
+//
+// known is the client address the pipeline has already formatted, as
+// knownText: the peer's text is reused when it is that address.
+func (hp *headerPolicy) setForwarded(in *http.Request, out http.Header, known netip.Addr, knownText string) {
 	peer := remoteAddr(in)
 	trusted := peer.IsValid() && hp.isTrusted(peer)
 	xff := ""
