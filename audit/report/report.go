@@ -138,6 +138,16 @@ func userOf(r *audit.Record) string {
 	return r.Subject
 }
 
+// localHour is the start of the hour of loc's wall clock that t falls in.
+// Truncating the instant (t.Truncate(time.Hour)) cuts at UTC hours, which
+// are not the local ones where the offset has minutes (India +05:30, Nepal
+// +05:45): the chart's "15h" bar would hold 14:30-15:30.
+func localHour(t time.Time, loc *time.Location) time.Time {
+	lt := t.In(loc)
+	into := time.Duration(lt.Minute())*time.Minute + time.Duration(lt.Second())*time.Second + time.Duration(lt.Nanosecond())
+	return t.Add(-into).UTC()
+}
+
 // Build aggregates recs (already filtered to the period and user).
 func Build(recs []*audit.Record, integ Integrity, o Options) *Report {
 	loc := o.Location
@@ -166,7 +176,7 @@ func Build(recs []*audit.Record, integ Integrity, o Options) *Report {
 		return row
 	}
 	hour := func(t time.Time) *Hour {
-		h := t.Truncate(time.Hour)
+		h := localHour(t, loc)
 		b := hours[h]
 		if b == nil {
 			b = &Hour{Start: h}
