@@ -94,7 +94,9 @@ func (b *Baseline) threshold(r *Rule, now time.Time, zone *time.Location) (float
 	if b == nil || b.First == 0 || now.Sub(time.Unix(b.First, 0)) < r.MinHistory {
 		return 0, false
 	}
-	band := b.Bands[now.In(zone).Hour()]
+	// The band now's period is folded into: not now's wall-clock hour,
+	// which differs where the offset has minutes (periods are UTC hours).
+	band := b.Bands[bandOf(period(now), zone)]
 	if band.Samples == 0 {
 		return 0, false
 	}
