@@ -50,7 +50,13 @@ type CertReloader interface {
 type Options struct {
 	Logger *zap.Logger      // nil: a no-op logger
 	Clock  func() time.Time // nil: time.Now
-	Certs  CertSource       // required by Run for the HTTPS listener
+	// Zone, when set, replaces anomaly.timezone's location wherever the
+	// time of day is judged: the anomaly rules' night window and hour
+	// bands, and the policy's input.time. `gatehouse demo --at` passes a
+	// zone in which it is HH:MM now, so the night rules show by day while
+	// every clock (sessions, tokens, the audit log) stays real.
+	Zone  *time.Location
+	Certs CertSource // required by Run for the HTTPS listener
 	// Version is reported by the gatehouse_build_info metric.
 	Version string
 	// Builders, when non-nil, run instead of the registered ones (tests,
@@ -122,7 +128,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	s.transport = newTransport(cfg.Timeouts)
 	s.rp = s.newReverseProxy()
 	s.wiring = &Wiring{
-		Config: cfg, Logger: s.log, Metrics: s.registry, Clock: s.clock,
+		Config: cfg, Logger: s.log, Metrics: s.registry, Clock: s.clock, Zone: opts.Zone,
 		mux: http.NewServeMux(), adminMux: http.NewServeMux(),
 	}
 	s.wiring.adminMux.Handle("POST /api/v1/reload", http.HandlerFunc(s.handleReload))

@@ -147,6 +147,9 @@ func buildAnomaly(ctx context.Context, w *Wiring) error {
 	if err != nil {
 		return err
 	}
+	if w.Zone != nil {
+		opts.Zone = w.Zone
+	}
 	opts.Clock = w.Clock
 	switch a := w.Auth.(type) {
 	case sessionRevoker:

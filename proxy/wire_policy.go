@@ -210,6 +210,9 @@ func (st *policyStage) prepareConfigure(cfg *config.Config) (func(), error) {
 		}
 		zone = z
 	}
+	if st.w != nil && st.w.Zone != nil {
+		zone = st.w.Zone
+	}
 	hf := policy.NewHeaderFilter(identityHeaderNames(cfg)...)
 	return func() {
 		st.zone.Store(zone)

@@ -20,9 +20,12 @@ type Wiring struct {
 	Config  *config.Config
 	Logger  *zap.Logger
 	Metrics prometheus.Registerer
-	// Clock is the one clock of the process (policy time, anomaly windows);
-	// `gatehouse demo --at` shifts it.
+	// Clock is the one clock of the process (sessions, policy time,
+	// anomaly windows, audit records).
 	Clock func() time.Time
+	// Zone, when set, is the time zone of the time of day in place of
+	// anomaly.timezone (Options.Zone; `gatehouse demo --at`).
+	Zone *time.Location
 
 	// Stages; a builder sets the ones it provides.
 	Auth      Authenticator

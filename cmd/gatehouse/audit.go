@@ -422,7 +422,7 @@ func runAuditReport(_ context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if toT.IsZero() {
 		// No --to: up to now, or to the last record if the clock that
-		// wrote them ran ahead (`gatehouse demo --at`).
+		// wrote them ran ahead of this one.
 		toT = now
 		if n := len(recs); n > 0 && recs[n-1].Time.After(toT) {
 			toT = recs[n-1].Time.Add(time.Nanosecond)

@@ -29,9 +29,10 @@ rules with a local webhook receiver. Host names are *.localhost, which
 browsers and curl resolve to 127.0.0.1. Run it from the repository (it uses
 test/idp and examples/policies); make demo installs what it needs.
 
---at sets the process clock back to the last HH:MM in the anomaly timezone
-(Asia/Hong_Kong), e.g. --at 02:00 shows the night rules by day. It never
-runs ahead: the OpenID Provider's tokens would read as expired.
+--at makes it HH:MM now wherever the time of day is judged (the anomaly
+rules' night window and hour bands, the policy's input.time), e.g. --at
+02:00 shows the night rules by day. Every clock stays real: sign-in, MFA,
+sessions and the audit log are not shifted.
 
 Exit codes: 0 after Ctrl-C; 1 the demo could not start; 2 usage error.
 
@@ -47,7 +48,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	const tz = "Asia/Hong_Kong"
-	clock, err := demoClock(*at, tz, time.Now)
+	zone, err := demoZone(*at, tz, time.Now)
 	if err != nil {
 		fmt.Fprintf(stderr, "gatehouse demo: --at: %v\n", err)
 		return exitUsage
@@ -80,16 +81,19 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer func() { _ = log.Sync() }()
 	printDemo(stdout, env, self, *at)
-	if err := serveWithClock(ctx, cfg, log, true, clock); err != nil {
+	if err := serveInZone(ctx, cfg, log, true, zone); err != nil {
 		fmt.Fprintf(stderr, "gatehouse demo: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-// demoClock returns a clock that reads hh:mm now in tz (same date), or nil
-// for the real clock.
-func demoClock(at, tz string, now func() time.Time) (func() time.Time, error) {
+// demoZone returns a fixed zone in which it is hh:mm now (named after tz),
+// or nil without --at. Only the time of day moves: instants, and so every
+// clock, stay real. (Shifting the process clock instead made the real
+// IdP's tokens and auth_time read as expired or as coming from the future:
+// no sign-in between 00:00 and 01:00, no MFA at most hours.)
+func demoZone(at, tz string, now func() time.Time) (*time.Location, error) {
 	if at == "" {
 		return nil, nil
 	}
@@ -97,23 +101,24 @@ func demoClock(at, tz string, now func() time.Time) (func() time.Time, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%q is not HH:MM", at)
 	}
-	loc, err := time.LoadLocation(tz)
-	if err != nil {
+	if _, err := time.LoadLocation(tz); err != nil {
 		return nil, err
 	}
-	n := now().In(loc)
-	want := time.Date(n.Year(), n.Month(), n.Day(), t.Hour(), t.Minute(), 0, 0, loc)
-	// The last HH:MM, never one to come: a clock running ahead reads the
-	// real IdP's ID tokens (an hour's life) as expired, and sign-in fails.
-	if want.After(n) {
-		want = want.AddDate(0, 0, -1)
+	n := now().UTC()
+	const day = 24 * 60 * 60
+	sinceMidnight := func(h, m, s int) int { return h*3600 + m*60 + s }
+	// The offset from UTC that puts now at hh:mm, in (-12h, +12h].
+	off := (sinceMidnight(t.Hour(), t.Minute(), 0) - sinceMidnight(n.Hour(), n.Minute(), n.Second())) % day
+	if off > day/2 {
+		off -= day
+	} else if off <= -day/2 {
+		off += day
 	}
-	offset := want.Sub(n)
-	return func() time.Time { return now().Add(offset) }, nil
+	return time.FixedZone(tz+" (demo --at "+at+")", off), nil
 }
 
 var demoText = template.Must(template.New("demo").Parse(`
-Gatehouse demo{{if .At}} (clock set to {{.At}} Hong Kong time){{end}}
+Gatehouse demo{{if .At}} (time of day set to {{.At}} Hong Kong time; clocks real){{end}}
 
   Apps (every one behind login; wiki needs MFA):
     https://chat.localhost:{{.Port}}/

@@ -88,18 +88,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 // serve builds and runs the server until ctx ends.
 func serve(ctx context.Context, cfg *config.Config, log *zap.Logger, watch bool) error {
-	return serveWithClock(ctx, cfg, log, watch, nil)
+	return serveInZone(ctx, cfg, log, watch, nil)
 }
 
-// serveWithClock is serve with the process clock set (`demo --at`); nil
-// means time.Now.
-func serveWithClock(ctx context.Context, cfg *config.Config, log *zap.Logger, watch bool, clock func() time.Time) error {
+// serveInZone is serve with the time of day judged in zone instead of
+// anomaly.timezone (`demo --at`); nil means anomaly.timezone.
+func serveInZone(ctx context.Context, cfg *config.Config, log *zap.Logger, watch bool, zone *time.Location) error {
 	certs, err := newTLSCertSource(ctx, cfg, log.Named("certs"), nil)
 	if err != nil {
 		return fmt.Errorf("certificates: %w", err)
 	}
 	defer certs.Close()
-	srv, err := proxy.New(ctx, cfg, proxy.Options{Logger: log, Certs: certs, Version: version, Clock: clock})
+	srv, err := proxy.New(ctx, cfg, proxy.Options{Logger: log, Certs: certs, Version: version, Zone: zone})
 	if err != nil {
 		return err
 	}
