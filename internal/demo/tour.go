@@ -76,6 +76,17 @@ func Tour(ctx context.Context, o TourOptions) error {
 	}
 	fmt.Fprintf(out, "   signed in with password + TOTP; the file list shows %s\n", p.URL)
 
+	wiki := fmt.Sprintf("https://wiki.localhost:%d/", o.Port)
+	fmt.Fprintf(out, "   the wiki needs MFA: %s\n", wiki)
+	p, err = b.Get(wiki)
+	if err != nil {
+		return fmt.Errorf("%w: open the wiki: %w", ErrTour, err)
+	}
+	if p.Status != http.StatusOK {
+		return fmt.Errorf("%w: alice signed in with TOTP should pass the wiki's MFA, got %d at %s", ErrTour, p.Status, p.URL)
+	}
+	fmt.Fprintf(out, "   %d: her TOTP sign-in counts as MFA (single sign-on, no second login)\n", p.Status)
+
 	fmt.Fprintf(out, "2. alice downloads up to %d files\n", o.Downloads)
 	blockedAt := 0
 	for i := 1; i <= o.Downloads && ctx.Err() == nil; i++ {
