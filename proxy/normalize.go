@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
@@ -232,10 +234,13 @@ func CheckQuery(raw string) error {
 // queryParses reports whether url.ParseQuery(raw) succeeds, without
 // building its map on every request: ParseQuery fails on a ';', on a '%'
 // not followed by two hex digits, and past a number of parameters
-// (GODEBUG urlmaxqueryparams; a long query is left to ParseQuery itself).
-// FuzzCheckQuery holds the two together.
+// (GODEBUG urlmaxqueryparams; a long query, or any query while that limit
+// is set below fastQueryParams, is left to ParseQuery itself: past the
+// limit it returns an empty map, and the policy would judge no query at
+// all). FuzzCheckQuery and TestCheckQueryHonorsParamLimit hold the two
+// together.
 func queryParses(raw string) bool {
-	if strings.Count(raw, "&") >= 1000 {
+	if strings.Count(raw, "&") >= fastQueryParams || !fastQueryLimitOK() {
 		_, err := url.ParseQuery(raw)
 		return err == nil
 	}
@@ -251,6 +256,34 @@ func queryParses(raw string) bool {
 		}
 	}
 	return true
+}
+
+// fastQueryParams is the number of parameters up to which queryParses
+// judges a query itself.
+const fastQueryParams = 1000
+
+// queryLimit is whether url.ParseQuery takes fastQueryParams parameters
+// under the GODEBUG it was probed with.
+type queryLimit struct {
+	godebug string
+	ok      bool
+}
+
+var queryLimitProbe atomic.Pointer[queryLimit]
+
+// fastQueryLimitOK reports whether url.ParseQuery's parameter limit (the
+// default 10000, or GODEBUG urlmaxqueryparams, from the environment or
+// the binary's default) lets fastQueryParams parameters through. It is
+// probed once per GODEBUG value (os.Setenv changes the setting live).
+func fastQueryLimitOK() bool {
+	env := os.Getenv("GODEBUG")
+	if p := queryLimitProbe.Load(); p != nil && p.godebug == env {
+		return p.ok
+	}
+	_, err := url.ParseQuery(strings.Repeat("&", fastQueryParams-1))
+	p := &queryLimit{godebug: env, ok: err == nil}
+	queryLimitProbe.Store(p)
+	return p.ok
 }
 
 func isHex(c byte) bool {

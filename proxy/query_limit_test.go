@@ -1,0 +1,42 @@
+package proxy
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// TestCheckQueryHonorsParamLimit: with GODEBUG=urlmaxqueryparams lowered
+// (an operator's hardening against big queries), url.ParseQuery refuses a
+// query past the limit and returns an empty map, so the policy's
+// input.query (policy.QueryFromURL) would be empty while the upstream gets
+// every parameter. CheckQuery must refuse such a query as ParseQuery does,
+// whatever the limit.
+func TestCheckQueryHonorsParamLimit(t *testing.T) {
+	for _, tc := range []struct {
+		godebug string
+		raw     string
+	}{
+		{"urlmaxqueryparams=5", "a=1&b=2&c=3&d=4&admin=1"},
+		{"urlmaxqueryparams=100", strings.Repeat("x=1&", 200) + "admin=1"},
+		{"urlmaxqueryparams=0", strings.Repeat("x=1&", 12000)}, // 0: no limit
+		{"", "a=1&b=2"},
+	} {
+		t.Run(tc.godebug, func(t *testing.T) {
+			t.Setenv("GODEBUG", tc.godebug)
+			_, perr := url.ParseQuery(tc.raw)
+			if err := CheckQuery(tc.raw); (err == nil) != (perr == nil) {
+				t.Errorf("GODEBUG=%s: CheckQuery = %v, url.ParseQuery: %v", tc.godebug, err, perr)
+			}
+		})
+	}
+}
+
+// TestCheckQueryFastPathAllocs: the limit probe is cached, so judging a
+// short query still allocates nothing.
+func TestCheckQueryFastPathAllocs(t *testing.T) {
+	_ = CheckQuery("a=1&b=2")
+	if n := testing.AllocsPerRun(100, func() { _ = CheckQuery("a=1&b=%41") }); n != 0 {
+		t.Errorf("CheckQuery of a short query: %v allocations", n)
+	}
+}
