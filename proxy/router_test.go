@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"errors"
+	"net"
+	"strings"
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/config"
@@ -130,5 +132,27 @@ func TestCanonicalHost(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { _ = canonicalHost("app.example.com") }); n != 0 {
 		t.Errorf("canonicalHost of a host without a port: %v allocations", n)
+	}
+}
+
+// TestCanonicalHostAsSplitHostPort: the port check before SplitHostPort
+// changes nothing: every Host reads as SplitHostPort reads it (Go's server
+// lets ']' through in a Host header, and SplitHostPort does not judge the
+// port's characters).
+func TestCanonicalHostAsSplitHostPort(t *testing.T) {
+	ref := func(h string) string {
+		h = strings.TrimSpace(h)
+		if host, _, err := net.SplitHostPort(h); err == nil {
+			h = host
+		} else if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+			h = h[1 : len(h)-1]
+		}
+		return strings.TrimSuffix(strings.ToLower(h), ".")
+	}
+	for _, h := range []string{"app.example.com:1]", "[::1]:8]", "[x]:1]", "app.example.com", "[::1]", "[::1]:443",
+		"a:b:c", "[a]b", "App.Example.COM.:80", ":80", "]:80", "[]"} {
+		if got, want := canonicalHost(h), ref(h); got != want {
+			t.Errorf("canonicalHost(%q) = %q, SplitHostPort reads %q", h, got, want)
+		}
 	}
 }
