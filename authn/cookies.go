@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -87,16 +89,17 @@ func readChunked(r *http.Request, name string) (string, bool) {
 // Cookie header: r.Cookie builds a *Cookie (and its slice) for a session
 // check on every request. It follows net/http's reading exactly (trimmed
 // parts, the first cookie of that name with a valid value, surrounding
-// quotes removed); a header with very many cookies is left to r.Cookie,
-// which enforces net/http's limit on their number (the differential test
-// holds the two together).
+// quotes removed); a header with very many cookies, or any while
+// GODEBUG httpcookiemaxnum is set below fastCookies, is left to r.Cookie,
+// which enforces net/http's limit on their number (FuzzCookieValue and
+// TestCookieValueHonorsCookieLimit hold the two together).
 func cookieValue(r *http.Request, name string) (string, bool) {
 	lines := r.Header["Cookie"]
 	n := 0
 	for _, line := range lines {
 		n += strings.Count(line, ";") + 1
 	}
-	if n > 1000 {
+	if n > fastCookies || !fastCookieLimitOK() {
 		c, err := r.Cookie(name)
 		if err != nil {
 			return "", false
@@ -118,6 +121,37 @@ func cookieValue(r *http.Request, name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// fastCookies is the number of cookies up to which cookieValue reads a
+// Cookie header itself.
+const fastCookies = 1000
+
+// cookieLimit is whether r.Cookie reads a header of fastCookies cookies
+// under the GODEBUG it was probed with.
+type cookieLimit struct {
+	godebug string
+	ok      bool
+}
+
+var cookieLimitProbe atomic.Pointer[cookieLimit]
+
+// fastCookieLimitOK reports whether net/http's limit on the cookies of a
+// request (the default 3000, or GODEBUG httpcookiemaxnum, from the
+// environment or the binary's default) lets fastCookies through: set
+// lower, r.Cookie reads no cookie at all from a header past it, and
+// cookieValue leaves every header to r.Cookie. Probed once per GODEBUG
+// value (os.Setenv changes the setting live).
+func fastCookieLimitOK() bool {
+	env := os.Getenv("GODEBUG")
+	if p := cookieLimitProbe.Load(); p != nil && p.godebug == env {
+		return p.ok
+	}
+	r := &http.Request{Header: http.Header{"Cookie": {strings.Repeat("a=; ", fastCookies-1) + "a="}}}
+	_, err := r.Cookie("a")
+	p := &cookieLimit{godebug: env, ok: err == nil}
+	cookieLimitProbe.Store(p)
+	return p.ok
 }
 
 // validCookieValue is net/http's test of a cookie value's bytes.
