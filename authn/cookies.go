@@ -497,7 +497,8 @@ func (a *Authn) StripCookies(h http.Header) {
 		for part := range strings.SplitSeq(line, ";") {
 			part = strings.TrimSpace(part)
 			name, _, _ := strings.Cut(part, "=")
-			if part == "" || a.IsOwnCookie(name) {
+			// Trimmed as net/http trims it: "name =v" is read as name.
+			if part == "" || a.IsOwnCookie(strings.TrimSpace(name)) {
 				continue
 			}
 			kept = append(kept, part)
@@ -515,7 +516,7 @@ func (a *Authn) hasOwnCookie(line string) bool {
 	for part := range strings.SplitSeq(line, ";") {
 		part = strings.TrimSpace(part)
 		name, _, _ := strings.Cut(part, "=")
-		if part == "" || a.IsOwnCookie(name) {
+		if part == "" || a.IsOwnCookie(strings.TrimSpace(name)) {
 			return true
 		}
 	}
