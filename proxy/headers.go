@@ -200,7 +200,8 @@ func (hp *headerPolicy) stripSessionCookie(h http.Header) {
 				continue
 			}
 			name, _, _ := strings.Cut(part, "=")
-			if hp.gatehouseCookie(name) {
+			// Trimmed as net/http (and Gatehouse) read it: "name =v" is name.
+			if hp.gatehouseCookie(strings.TrimSpace(name)) {
 				continue
 			}
 			kept = append(kept, part)
