@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -38,5 +39,26 @@ func TestCheckQueryFastPathAllocs(t *testing.T) {
 	_ = CheckQuery("a=1&b=2")
 	if n := testing.AllocsPerRun(100, func() { _ = CheckQuery("a=1&b=%41") }); n != 0 {
 		t.Errorf("CheckQuery of a short query: %v allocations", n)
+	}
+}
+
+// TestQueryPastLoweredLimitRefused: end to end, under a lowered
+// urlmaxqueryparams a query the policy would see as empty (ParseQuery's
+// map past the limit) is refused, not judged on no parameters and sent on
+// with all of them.
+func TestQueryPastLoweredLimitRefused(t *testing.T) {
+	dir := t.TempDir()
+	writePolicyFile(t, dir, "authz.rego", "package gatehouse.authz\n\ndefault allow := false\n\nallow if not input.request.query.admin\n")
+	_, front, _, _ := policyServer(t, dir, &fakeAuth{id: alice}, &fakeRecorder{})
+	eventually(t, func() bool { // the policy compiles in the background
+		resp, _ := get(t, front, "app.example.com", "/?x=1", nil)
+		return resp.StatusCode == http.StatusOK
+	})
+	if resp, _ := get(t, front, "app.example.com", "/?admin=1", nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("?admin=1: %d, want the policy's 403", resp.StatusCode)
+	}
+	t.Setenv("GODEBUG", "urlmaxqueryparams=5")
+	if resp, _ := get(t, front, "app.example.com", "/?a=1&b=2&c=3&d=4&admin=1", nil); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("5 parameters past urlmaxqueryparams=5: %d, want 400 (ambiguous query)", resp.StatusCode)
 	}
 }
