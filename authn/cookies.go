@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/godebugprobe"
 )
 
 // Cookie sizes: browsers keep at least 4096 bytes per cookie, name and
@@ -99,7 +99,7 @@ func cookieValue(r *http.Request, name string) (string, bool) {
 	for _, line := range lines {
 		n += strings.Count(line, ";") + 1
 	}
-	if n > fastCookies || !fastCookieLimitOK() {
+	if n > fastCookies || !cookieLimit.OK() {
 		c, err := r.Cookie(name)
 		if err != nil {
 			return "", false
@@ -127,32 +127,16 @@ func cookieValue(r *http.Request, name string) (string, bool) {
 // Cookie header itself.
 const fastCookies = 1000
 
-// cookieLimit is whether r.Cookie reads a header of fastCookies cookies
-// under the GODEBUG it was probed with.
-type cookieLimit struct {
-	godebug string
-	ok      bool
-}
-
-var cookieLimitProbe atomic.Pointer[cookieLimit]
-
-// fastCookieLimitOK reports whether net/http's limit on the cookies of a
-// request (the default 3000, or GODEBUG httpcookiemaxnum, from the
-// environment or the binary's default) lets fastCookies through: set
-// lower, r.Cookie reads no cookie at all from a header past it, and
-// cookieValue leaves every header to r.Cookie. Probed once per GODEBUG
-// value (os.Setenv changes the setting live).
-func fastCookieLimitOK() bool {
-	env := os.Getenv("GODEBUG")
-	if p := cookieLimitProbe.Load(); p != nil && p.godebug == env {
-		return p.ok
-	}
+// cookieLimit is whether net/http's limit on the cookies of a request
+// (the default 3000, or GODEBUG httpcookiemaxnum, from the environment or
+// the binary's default) lets fastCookies through: set lower, r.Cookie
+// reads no cookie at all from a header past it, and cookieValue leaves
+// every header to r.Cookie.
+var cookieLimit = godebugprobe.New(func() bool {
 	r := &http.Request{Header: http.Header{"Cookie": {strings.Repeat("a=; ", fastCookies-1) + "a="}}}
 	_, err := r.Cookie("a")
-	p := &cookieLimit{godebug: env, ok: err == nil}
-	cookieLimitProbe.Store(p)
-	return p.ok
-}
+	return err == nil
+})
 
 // validCookieValue is net/http's test of a cookie value's bytes.
 func validCookieValue(v string) bool {

@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
-	"sync/atomic"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/gatehouse-dev/gatehouse/internal/godebugprobe"
 )
 
 // ErrAmbiguousPath is wrapped by every error NormalizePath returns: the path
@@ -240,7 +240,7 @@ func CheckQuery(raw string) error {
 // all). FuzzCheckQuery and TestCheckQueryHonorsParamLimit hold the two
 // together.
 func queryParses(raw string) bool {
-	if strings.Count(raw, "&") >= fastQueryParams || !fastQueryLimitOK() {
+	if strings.Count(raw, "&") >= fastQueryParams || !queryLimit.OK() {
 		_, err := url.ParseQuery(raw)
 		return err == nil
 	}
@@ -262,29 +262,13 @@ func queryParses(raw string) bool {
 // judges a query itself.
 const fastQueryParams = 1000
 
-// queryLimit is whether url.ParseQuery takes fastQueryParams parameters
-// under the GODEBUG it was probed with.
-type queryLimit struct {
-	godebug string
-	ok      bool
-}
-
-var queryLimitProbe atomic.Pointer[queryLimit]
-
-// fastQueryLimitOK reports whether url.ParseQuery's parameter limit (the
-// default 10000, or GODEBUG urlmaxqueryparams, from the environment or
-// the binary's default) lets fastQueryParams parameters through. It is
-// probed once per GODEBUG value (os.Setenv changes the setting live).
-func fastQueryLimitOK() bool {
-	env := os.Getenv("GODEBUG")
-	if p := queryLimitProbe.Load(); p != nil && p.godebug == env {
-		return p.ok
-	}
+// queryLimit is whether url.ParseQuery's parameter limit (the default
+// 10000, or GODEBUG urlmaxqueryparams, from the environment or the
+// binary's default) lets fastQueryParams parameters through.
+var queryLimit = godebugprobe.New(func() bool {
 	_, err := url.ParseQuery(strings.Repeat("&", fastQueryParams-1))
-	p := &queryLimit{godebug: env, ok: err == nil}
-	queryLimitProbe.Store(p)
-	return p.ok
-}
+	return err == nil
+})
 
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
