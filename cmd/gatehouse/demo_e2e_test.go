@@ -11,11 +11,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/demo"
+	"github.com/gatehouse-dev/gatehouse/internal/syncbuf"
 	"github.com/gatehouse-dev/gatehouse/internal/testenv"
 )
 
@@ -24,25 +24,6 @@ import (
 // (sign in with password + TOTP, bulk download at night, blocked, signed
 // alert at the webhook), then `audit verify` and `audit report` on the log
 // the demo wrote.
-// lockedBuilder is a strings.Builder safe to read while a process writes
-// to it.
-type lockedBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuilder) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuilder) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestDemoTour(t *testing.T) {
 	testenv.NeedBinary(t, "node")
 	root := testenv.RepoRoot(t)
@@ -74,7 +55,7 @@ func TestDemoTour(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Read while the demo still writes (on a failure): guarded.
-	var stderr lockedBuilder
+	var stderr syncbuf.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -11,8 +11,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/syncbuf"
 )
 
 // startTimeout bounds one start of the IdP. Node loads oidc-provider and
@@ -93,7 +94,7 @@ func launchOnce(ctx context.Context, node, dir string, port int, o Options) (*Pr
 	if err != nil {
 		return nil, nil, err
 	}
-	var stderr syncBuilder
+	var stderr syncbuf.Builder
 	cmd.Stderr = &limitedWriter{w: &stderr, n: 64 << 10}
 	began := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -130,23 +131,4 @@ func launchOnce(ctx context.Context, node, dir string, port int, o Options) (*Pr
 		_ = cmd.Wait()
 		return nil, nil, ctx.Err()
 	}
-}
-
-// syncBuilder is a strings.Builder safe for the exec copier goroutine and
-// the reader of an error message.
-type syncBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuilder) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuilder) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
