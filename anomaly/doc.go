@@ -45,8 +45,9 @@
 //     once, and every ResyncInterval anyway. The view is trusted only
 //     while the flusher's last round trip succeeded and is under a second
 //     old; otherwise Assess goes to the store and fails closed as above.
-//   - Blocks cut live requests: Watch returns a context cancelled as soon
-//     as a block covering its subject is made on this instance, or when it
+//   - Blocks cut live requests: Guard calls the request's cancel func (Watch
+//     returns a context cancelled) as soon as a block covering its
+//     subject is made on this instance, or when it
 //     was made by another instance sharing the store, within one flush
 //     (Batcher stores) or PollInterval (others).
 //   - Alerts are queued and delivered by background workers with retries;
@@ -57,7 +58,8 @@
 //     its lock, without a Snapshot and without a StoreTimeout context (it
 //     cannot block); with a Batcher store Assess copies from the local
 //     view. When no rule fires a request allocates little more than its
-//     keys and Watch's context.
+//     keys and Guard's release func (the proxy passes its own cancel
+//     func, so no context is made here).
 //
 // All time comes from the injected Clock, so tests (and the demo) can run
 // at 02:00 Hong Kong time.

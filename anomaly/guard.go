@@ -108,27 +108,37 @@ func (d *Detector) Live() int {
 
 // Watch returns a context derived from ctx that is cancelled (cause
 // ErrBlocked) when a block covering s is made while the request is served,
-// and a release func to call when it is done. Blocks made on this instance
-// cut at once; blocks made by another instance sharing the store within
-// PollInterval.
-//
-// A block made on this instance after the request was assessed but before
-// Watch (while policy judged it, while its decision was written down) is
-// found here: setBlock remembers a block before it cuts the live set, and
-// Watch joins the live set before it looks, so one of the two sees the
-// other. Blocks of other instances reach a live request through the
-// store's poll or sync.
+// and a release func to call when it is done. It is Guard with a context
+// of its own.
 func (d *Detector) Watch(ctx context.Context, s Subject) (context.Context, func()) {
 	wctx, cancel := context.WithCancelCause(ctx)
-	id := d.live.add(s, cancel)
-	if d.blockedHere(s) {
-		d.live.remove(id)
-		cancel(ErrBlocked)
-	}
+	release := d.Guard(s, cancel)
 	return wctx, func() {
-		d.live.remove(id)
+		release()
 		cancel(context.Canceled)
 	}
+}
+
+// Guard calls cut (cause ErrBlocked) when a block covering s is made while
+// the request is served, and returns a release func to call when it is
+// done; after release, cut is never called. Blocks made on this instance
+// cut at once; blocks made by another instance sharing the store within
+// PollInterval. A caller that already has a cancellable context for the
+// request passes its cancel func: no context is made here.
+//
+// A block made on this instance after the request was assessed but before
+// Guard (while policy judged it, while its decision was written down) is
+// found here: setBlock remembers a block before it cuts the live set, and
+// Guard joins the live set before it looks, so one of the two sees the
+// other. Blocks of other instances reach a live request through the
+// store's poll or sync.
+func (d *Detector) Guard(s Subject, cut context.CancelCauseFunc) (release func()) {
+	id := d.live.add(s, cut)
+	if d.blockedHere(s) {
+		d.live.remove(id)
+		cut(ErrBlocked)
+	}
+	return func() { d.live.remove(id) }
 }
 
 // blockedHere reports whether a block made on this instance covers s now.

@@ -84,6 +84,8 @@ type exchange struct {
 	idHdr    [1]string // X-Request-Id value (no slice allocated per request)
 	upIDHdr  [1]string // X-Gatehouse-Request-Id value sent upstream
 	detached context.Context
+	hwait    headerWait // the upstream header timeout's link
+	body     bodyWatch  // the upstream request's body, for a request with one
 }
 
 // clientIPString returns the client address as text, formatted once.
@@ -114,7 +116,7 @@ type flight struct {
 	st              *state
 	w               *responseWriter
 	client          context.Context // the client's request context
-	guard           context.Context // client context under every guard
+	guard           context.Context // client context under every guard and the header timeout
 }
 
 // Value answers flightKey{} with the flight, everything else from the
@@ -314,14 +316,16 @@ func (s *Server) decide(w *responseWriter, r *http.Request, x *exchange) bool {
 // its completion.
 func (s *Server) forward(w *responseWriter, r *http.Request, x *exchange, st *state) {
 	parent := r.Context()
-	ctx := parent
+	// One cancellable context for whatever may stop the request while it
+	// is served: the guards (an anomaly block) and the upstream header
+	// timeout each get its cancel func and make no context or timer.
+	ctx, cut := context.WithCancelCause(parent)
+	defer cut(nil)
 	s.wiring.routeGuard.Lock()
 	guards := s.wiring.guards
 	s.wiring.routeGuard.Unlock()
 	for _, g := range guards {
-		var release func()
-		ctx, release = g.Watch(ctx, x.req, x.ident)
-		if release != nil {
+		if release := g.Guard(x.req, x.ident, cut); release != nil {
 			defer release()
 		}
 	}
@@ -329,7 +333,15 @@ func (s *Server) forward(w *responseWriter, r *http.Request, x *exchange, st *st
 	r2 := r.WithContext(&x.fl)
 	x.req.HTTP = r2
 	t0 := time.Now()
+	x.hwait = headerWait{cut: cut, timeout: st.upstreamHeader, hw: &s.headerWatch}
+	if r.ContentLength == 0 {
+		s.headerWatch.start(&x.hwait, t0)
+	} else {
+		x.body = bodyWatch{ReadCloser: r.Body, w: &x.hwait}
+		r2.Body = &x.body
+	}
 	aborted := s.serveUpstream(w, r2)
+	s.headerWatch.done(&x.hwait)
 	x.upstream = time.Since(t0)
 	if !aborted && !w.hijacked {
 		// The client has its whole answer before the completion is
@@ -341,7 +353,7 @@ func (s *Server) forward(w *responseWriter, r *http.Request, x *exchange, st *st
 		// nothing buffered and makes no write at all.
 		flushWriter(w.ResponseWriter)
 	}
-	if ctx.Err() != nil && parent.Err() == nil {
+	if ctx.Err() != nil && parent.Err() == nil && !errors.Is(context.Cause(ctx), errUpstreamHeaderTimeout) {
 		x.guardCut = true
 		if x.reason == "" {
 			x.reason = ReasonGuardCut

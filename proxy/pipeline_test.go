@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -366,10 +367,9 @@ func TestDownloadObserved(t *testing.T) {
 // cutGuard cancels every request after a delay, as an anomaly block does.
 type cutGuard struct{ after time.Duration }
 
-func (g cutGuard) Watch(ctx context.Context, _ *Request, _ Identity) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	t := time.AfterFunc(g.after, cancel)
-	return ctx, func() { t.Stop(); cancel() }
+func (g cutGuard) Guard(_ *Request, _ Identity, cut context.CancelCauseFunc) func() {
+	t := time.AfterFunc(g.after, func() { cut(errors.New("cut by the test guard")) })
+	return func() { t.Stop() }
 }
 
 func TestGuardCutsRequest(t *testing.T) {

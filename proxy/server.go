@@ -72,6 +72,8 @@ type state struct {
 	headers    *headerPolicy
 	adminToken []byte
 	generation int64
+	// upstreamHeader is timeouts.upstream_response_header (headerWatch).
+	upstreamHeader time.Duration
 }
 
 // Server is one Gatehouse process.
@@ -85,6 +87,8 @@ type Server struct {
 	metrics   *metrics
 	transport *http.Transport
 	rp        *httputil.ReverseProxy
+	// headerWatch enforces the upstream response header timeout.
+	headerWatch headerWatch
 
 	state    atomic.Pointer[state]
 	reloadMu sync.Mutex
@@ -173,7 +177,8 @@ func newState(cfg *config.Config, gen int64) (*state, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return &state{cfg: cfg, router: router, headers: hp, adminToken: tok, generation: gen}, nil
+	return &state{cfg: cfg, router: router, headers: hp, adminToken: tok, generation: gen,
+		upstreamHeader: durOr(cfg.Timeouts.UpstreamHeader.D(), defaultResponseHeader)}, nil
 }
 
 // minAdminToken is the shortest admin token accepted.

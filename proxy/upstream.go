@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -29,14 +31,16 @@ const (
 func newTransport(t config.Timeouts) *http.Transport {
 	dial := durOr(t.UpstreamDial.D(), defaultDialTimeout)
 	return &http.Transport{
-		Proxy:                 nil, // never route upstream traffic through $HTTP_PROXY
-		DialContext:           (&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          4 * upstreamIdleConnsPerHos,
-		MaxIdleConnsPerHost:   upstreamIdleConnsPerHos,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   dial,
-		ResponseHeaderTimeout: durOr(t.UpstreamHeader.D(), defaultResponseHeader),
+		Proxy:               nil, // never route upstream traffic through $HTTP_PROXY
+		DialContext:         (&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:   true,
+		MaxIdleConns:        4 * upstreamIdleConnsPerHos,
+		MaxIdleConnsPerHost: upstreamIdleConnsPerHos,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: dial,
+		// No ResponseHeaderTimeout: headerWatch enforces
+		// timeouts.upstream_response_header without a timer per request,
+		// and follows a reload.
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true, // pass bodies through exactly as the upstream sent them
 	}
@@ -82,6 +86,13 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 		ErrorHandler: s.upstreamError,
 		ErrorLog:     zap.NewStdLog(s.log.Named("upstream")),
 		ModifyResponse: func(resp *http.Response) error {
+			fl, ok := resp.Request.Context().(*flight)
+			if !ok {
+				fl, _ = resp.Request.Context().Value(flightKey{}).(*flight)
+			}
+			if fl != nil {
+				s.headerWatch.done(&fl.x.hwait) // the headers came
+			}
 			s.state.Load().headers.stripSetCookies(resp.Header)
 			return nil
 		},
@@ -130,7 +141,8 @@ func joinPath(base, p string) string {
 
 // upstreamError answers when the upstream cannot be reached or fails
 // mid-way: a 502 page with the request id, unless the client is gone or a
-// guard cut the request.
+// guard cut the request. r is the outbound request (the reverse proxy's
+// contract), whose Host is the upstream's: pages name the client's host.
 func (s *Server) upstreamError(rw http.ResponseWriter, r *http.Request, err error) {
 	fl, _ := r.Context().Value(flightKey{}).(*flight)
 	if fl == nil {
@@ -147,11 +159,15 @@ func (s *Server) upstreamError(rw http.ResponseWriter, r *http.Request, err erro
 			fl.w.status = 499
 		}
 		return
+	case errors.Is(context.Cause(fl.guard), errUpstreamHeaderTimeout):
+		// Handled below as the upstream failing, with the cause as error.
+		err = errUpstreamHeaderTimeout
+		x.upstreamErr = err
 	case fl.guard.Err() != nil:
 		// A guard (an anomaly block) stopped the request.
 		x.outcome, x.reason, x.guardCut = OutcomeDeny, ReasonGuardCut, true
 		if !fl.w.wroteHeader {
-			renderPage(rw, r, pageData{Status: http.StatusForbidden, RequestID: x.id, User: displayName(x.ident), Host: r.Host})
+			renderPage(rw, r, pageData{Status: http.StatusForbidden, RequestID: x.id, User: displayName(x.ident), Host: x.req.HTTP.Host})
 		}
 		return
 	}
@@ -161,5 +177,5 @@ func (s *Server) upstreamError(rw http.ResponseWriter, r *http.Request, err erro
 	if fl.w.wroteHeader {
 		return // headers already sent: the connection is cut
 	}
-	renderPage(rw, r, pageData{Status: http.StatusBadGateway, RequestID: x.id, User: displayName(x.ident), Host: r.Host})
+	renderPage(rw, r, pageData{Status: http.StatusBadGateway, RequestID: x.id, User: displayName(x.ident), Host: x.req.HTTP.Host})
 }

@@ -423,9 +423,9 @@ func (st *anomalyStage) Observe(ctx context.Context, c Completion) {
 	}
 }
 
-// Watch implements RequestGuard: a block cuts the request.
-func (st *anomalyStage) Watch(ctx context.Context, req *Request, id Identity) (context.Context, func()) {
-	return st.d.Watch(ctx, anomalySubject(req, id))
+// Guard implements RequestGuard: a block cuts the request.
+func (st *anomalyStage) Guard(req *Request, id Identity, cut context.CancelCauseFunc) func() {
+	return st.d.Guard(anomalySubject(req, id), cut)
 }
 
 // ready is the "anomaly-store" readiness check: failing closed, an

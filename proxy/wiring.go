@@ -53,10 +53,13 @@ type UpstreamHeaderer interface {
 }
 
 // RequestGuard may cut a request while it is being served (an anomaly block
-// closes live downloads and WebSockets). Watch returns a context that is
-// cancelled when the request must stop, and a release func.
+// closes live downloads and WebSockets). Guard calls cut, with the cause,
+// when the request must stop, until the release func it returns (nil when
+// there is nothing to release) is called. The pipeline makes one
+// cancellable context per request for every guard and the upstream header
+// timeout, so a guard needs no context or timer of its own.
 type RequestGuard interface {
-	Watch(ctx context.Context, req *Request, id Identity) (context.Context, func())
+	Guard(req *Request, id Identity, cut context.CancelCauseFunc) (release func())
 }
 
 type readinessCheck struct {
