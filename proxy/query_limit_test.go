@@ -22,6 +22,7 @@ func TestCheckQueryHonorsParamLimit(t *testing.T) {
 		{"urlmaxqueryparams=100", strings.Repeat("x=1&", 200) + "admin=1"},
 		{"urlmaxqueryparams=0", strings.Repeat("x=1&", 12000)}, // 0: no limit
 		{"", "a=1&b=2"},
+		{"urlmaxqueryparams=1", "a=1"}, // 1 refuses every query, even one parameter
 	} {
 		t.Run(tc.godebug, func(t *testing.T) {
 			t.Setenv("GODEBUG", tc.godebug)
@@ -30,6 +31,22 @@ func TestCheckQueryHonorsParamLimit(t *testing.T) {
 				t.Errorf("GODEBUG=%s: CheckQuery = %v, url.ParseQuery: %v", tc.godebug, err, perr)
 			}
 		})
+	}
+}
+
+// TestCheckQueryEmptyUnderAnyLimit: no query is never ambiguous, even
+// under a limit that makes ParseQuery refuse "" (urlmaxqueryparams=1), and
+// is judged without asking the GODEBUG probe.
+func TestCheckQueryEmptyUnderAnyLimit(t *testing.T) {
+	t.Setenv("GODEBUG", "urlmaxqueryparams=1")
+	if err := CheckQuery(""); err != nil {
+		t.Errorf("CheckQuery(\"\") under urlmaxqueryparams=1: %v", err)
+	}
+	if err := CheckQuery("a=1"); err == nil {
+		t.Error("CheckQuery(\"a=1\") under urlmaxqueryparams=1 accepted; ParseQuery refuses it")
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = CheckQuery("") }); n != 0 {
+		t.Errorf("CheckQuery(\"\"): %v allocations", n)
 	}
 }
 
