@@ -34,7 +34,7 @@ type Authn struct {
 	// headerNames are the canonical names of every header set upstream.
 	headerNames []string
 	// sessions caches decoded session cookies (see decodeSessionCookie).
-	sessions *lru[[32]byte, decodedCookie]
+	sessions *lru[sessionCacheKey, decodedCookie]
 }
 
 // New checks o, fills defaults and returns an Authn. It does not contact
@@ -57,7 +57,7 @@ func New(o Options) (*Authn, error) {
 		secure:  ext.Scheme == "https",
 		hosts:   map[string]bool{},
 
-		sessions: newLRU[[32]byte, decodedCookie](sessionCacheSize),
+		sessions: newLRU[sessionCacheKey, decodedCookie](sessionCacheSize),
 	}
 	a.hosts[a.central] = true
 	a.ownSession, a.ownLogin, a.ownBind = a.sessionCookie(), a.cookieName("gh_login_"), a.cookieName("gh_sso_")

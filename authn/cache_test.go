@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -113,7 +114,7 @@ func TestSessionCacheRejudgesEveryHit(t *testing.T) {
 // TestSessionCacheIsBounded: the cache never holds more than its size.
 func TestSessionCacheIsBounded(t *testing.T) {
 	c := newCacheRig(t)
-	c.a.sessions = newLRU[[32]byte, decodedCookie](4)
+	c.a.sessions = newLRU[sessionCacheKey, decodedCookie](4)
 	var first *http.Cookie
 	for i := range 10 {
 		ck := c.cookie(t, "s"+string(rune('a'+i)), chatHost, time.Hour)
@@ -131,7 +132,7 @@ func TestSessionCacheIsBounded(t *testing.T) {
 		t.Error("an evicted cookie is no longer accepted")
 	}
 	// A very large value is decoded every time, never kept.
-	c.a.sessions = newLRU[[32]byte, decodedCookie](4)
+	c.a.sessions = newLRU[sessionCacheKey, decodedCookie](4)
 	now := c.a.now()
 	big := &Session{ID: "big", Host: chatHost, Subject: "u", Groups: []string{strings.Repeat("g", 5000)},
 		Created: now.UnixMilli(), Expires: now.Add(time.Hour).Unix(), LastSeen: now.Unix()}
@@ -241,6 +242,34 @@ func TestStripCookiesKeepsUntouchedLine(t *testing.T) {
 		a.StripCookies(h)
 		if got := h.Get("Cookie"); got != tc.want {
 			t.Errorf("StripCookies(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestSessionCacheKeepsOnlyTheValue: the cache keys on its own copy of the
+// cookie value, not on a piece of the request's Cookie line, which would
+// keep the whole line (up to the header limit) alive as long as the entry.
+func TestSessionCacheKeepsOnlyTheValue(t *testing.T) {
+	c := newCacheRig(t)
+	ck := c.cookie(t, "s1", chatHost, time.Hour)
+	line := "pad=" + strings.Repeat("x", 8000) + "; " + ck.Name + "=" + ck.Value
+	r := httptest.NewRequest(http.MethodGet, "http://"+chatHost+"/", nil)
+	r.Header.Set("Cookie", line)
+	if id, handled, err := c.a.Authenticate(httptest.NewRecorder(), r, Route{Name: "chat", Host: chatHost}); err != nil || handled || !id.Authenticated() {
+		t.Fatalf("session refused: %v %v %v", id, handled, err)
+	}
+	lo, hi := uintptr(unsafe.Pointer(unsafe.StringData(line))), uintptr(unsafe.Pointer(unsafe.StringData(line)))+uintptr(len(line))
+	c.a.sessions.mu.Lock()
+	defer c.a.sessions.mu.Unlock()
+	if len(c.a.sessions.m) != 1 {
+		t.Fatalf("%d cached entries, want 1", len(c.a.sessions.m))
+	}
+	for k := range c.a.sessions.m {
+		if k.value != ck.Value {
+			t.Errorf("cached under %q", k.value)
+		}
+		if p := uintptr(unsafe.Pointer(unsafe.StringData(k.value))); p >= lo && p < hi {
+			t.Error("the cache key points into the request's Cookie line")
 		}
 	}
 }

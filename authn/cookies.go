@@ -2,7 +2,6 @@ package authn
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -299,21 +298,22 @@ const (
 	sessionCacheMaxValue = 4096
 )
 
+// sessionCacheKey is what a decoded session cookie is cached under: the
+// host and the exact value. The map compares both in full on a hit, so a
+// hit is the same bytes, already proven authentic for this host (no digest
+// to compute per request, and none to collide).
+type sessionCacheKey struct{ host, value string }
+
 // decodeSessionCookie opens and decodes a session cookie value for host.
 // Opening (base64, AES-GCM, JSON) is the costly part of a request's
 // authentication, and a browser sends the same value until the cookie is
-// rewritten, so the result is cached under the SHA-256 of host and value:
-// a hit is the same bytes, already proven authentic for this host. Only
-// the seal's own expiry is remembered with it; lifetime, idle time and
+// rewritten, so the result is cached under host and value. Only the
+// seal's own expiry is remembered with it; lifetime, idle time and
 // revocation are judged by the caller on every request.
 func (a *Authn) decodeSessionCookie(host string, now time.Time, raw string) (decodedCookie, bool) {
 	cacheable := len(raw) <= sessionCacheMaxValue
-	var key [sha256.Size]byte
+	key := sessionCacheKey{host, raw}
 	if cacheable {
-		// Hashed from a stack buffer: sha256.New would put a digest on
-		// the heap for every request.
-		var buf [1024]byte
-		key = sha256.Sum256(append(append(append(buf[:0], host...), 0), raw...))
 		if d, ok := a.sessions.get(key); ok {
 			if now.Unix() < d.sealExp {
 				return d, true
@@ -344,7 +344,9 @@ func (a *Authn) decodeSessionCookie(host string, now time.Time, raw string) (dec
 		d.sess = s
 	}
 	if cacheable {
-		a.sessions.put(key, d)
+		// Copies: raw is a piece of the request's Cookie line, which may be
+		// much longer than the value (up to the header limit).
+		a.sessions.put(sessionCacheKey{strings.Clone(host), strings.Clone(raw)}, d)
 	}
 	return d, true
 }
