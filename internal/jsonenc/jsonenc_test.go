@@ -3,6 +3,7 @@ package jsonenc
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -27,6 +28,32 @@ func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
+// TestAppendStringEveryByteInEveryLane: the eight-byte fast path must see
+// each byte that needs a look wherever it stands in a word, next to plain
+// bytes and next to the boundaries of what the word tricks compare with.
+func TestAppendStringEveryByteInEveryLane(t *testing.T) {
+	for c := range 256 {
+		for lane := range 16 {
+			for _, fill := range []byte{'a', ' ', '!', '#', '[', ']', '~', 0x7f} {
+				s := []byte(strings.Repeat(string(rune(fill)), 19))
+				s[lane] = byte(c)
+				if got, want := AppendString(nil, string(s)), reference(t, string(s)); !bytes.Equal(got, want) {
+					t.Fatalf("byte %#x at %d among %q: %s, want %s", c, lane, fill, got, want)
+				}
+			}
+		}
+	}
+}
+
+func BenchmarkAppendString(b *testing.B) {
+	s := "/files/reports/2026/q4/quarterly-summary-final.pdf?download=1&user=alice@example.com"
+	buf := make([]byte, 0, 256)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		buf = AppendString(buf[:0], s)
+	}
+}
+
 func FuzzAppendString(f *testing.F) {
 	for _, s := range []string{"", "a\"b", "\u2028", "\xff", "<&>"} {
 		f.Add(s)
@@ -47,5 +74,14 @@ func TestAppendStrings(t *testing.T) {
 	}
 	if got := string(AppendStrings(nil, nil)); got != "[]" {
 		t.Errorf("AppendStrings(nil) = %s, want []", got)
+	}
+}
+
+func BenchmarkAppendStringLong(b *testing.B) {
+	s := strings.Repeat("eyJzdWIiOiJhbGljZSJ9", 25)
+	buf := make([]byte, 0, 1024)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		buf = AppendString(buf[:0], s)
 	}
 }
