@@ -158,7 +158,10 @@ func (hp *headerPolicy) gatehouseCookie(name string) bool {
 		}
 	}
 	c := hp.sessionCookie
-	return name == c || strings.HasPrefix(name, c+"_") || strings.HasPrefix(name, c+"-") || strings.HasPrefix(name, "gh_")
+	if rest, ok := strings.CutPrefix(name, c); ok && (rest == "" || rest[0] == '_' || rest[0] == '-') {
+		return true // the session cookie or one of its chunks (name_1, name-1)
+	}
+	return strings.HasPrefix(name, "gh_")
 }
 
 // stripSetCookies drops upstream Set-Cookie headers that would plant or
@@ -188,7 +191,7 @@ func (hp *headerPolicy) stripSetCookies(h http.Header) {
 // stripSessionCookie drops Gatehouse's own cookies from Cookie headers,
 // keeping the application's.
 func (hp *headerPolicy) stripSessionCookie(h http.Header) {
-	vals := h.Values("Cookie")
+	vals := h["Cookie"] // canonical: no key to fold
 	if len(vals) == 0 {
 		return
 	}
@@ -208,10 +211,10 @@ func (hp *headerPolicy) stripSessionCookie(h http.Header) {
 		}
 	}
 	if len(kept) == 0 {
-		h.Del("Cookie")
+		delete(h, "Cookie")
 		return
 	}
-	h.Set("Cookie", strings.Join(kept, "; "))
+	h["Cookie"] = []string{strings.Join(kept, "; ")}
 }
 
 func (hp *headerPolicy) isTrusted(a netip.Addr) bool {
@@ -246,7 +249,12 @@ func remoteAddr(r *http.Request) netip.Addr {
 // proxy's own address instead would put every client inside the proxy's
 // network — an office CIDR, say — for the policy.
 func (hp *headerPolicy) clientIP(r *http.Request) netip.Addr {
-	peer := remoteAddr(r)
+	return hp.clientIPOf(r, remoteAddr(r))
+}
+
+// clientIPOf is clientIP for a request whose peer address (remoteAddr) is
+// already known.
+func (hp *headerPolicy) clientIPOf(r *http.Request, peer netip.Addr) netip.Addr {
 	if !peer.IsValid() || !hp.isTrusted(peer) {
 		return peer
 	}
@@ -303,10 +311,10 @@ func forwardedFor(h http.Header) []string {
 // judged: an app that picks its tenant from it must see that one, not
 // whatever a front proxy let a client write.
 //
-// known is the client address the pipeline has already formatted, as
-// knownText: the peer's text is reused when it is that address.
-func (hp *headerPolicy) setForwarded(in *http.Request, out http.Header, known netip.Addr, knownText string) {
-	peer := remoteAddr(in)
+// peer is remoteAddr(in), known the client address the pipeline has
+// already formatted, as knownText: the peer's text is reused when it is
+// that address.
+func (hp *headerPolicy) setForwarded(in *http.Request, out http.Header, peer, known netip.Addr, knownText string) {
 	trusted := peer.IsValid() && hp.isTrusted(peer)
 	xff := ""
 	if trusted {

@@ -73,7 +73,7 @@ func FuzzForwardedHeaders(f *testing.F) {
 			}
 		}
 		fwd := http.Header{}
-		hp.setForwarded(r, fwd, netip.Addr{}, "")
+		hp.setForwarded(r, fwd, remoteAddr(r), netip.Addr{}, "")
 		if !strings.HasSuffix(fwd.Get("X-Forwarded-For"), "10.9.9.9") {
 			t.Fatalf("X-Forwarded-For %q does not end with the peer", fwd.Get("X-Forwarded-For"))
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,10 +80,11 @@ type exchange struct {
 	w        responseWriter
 	reqv     Request
 	fl       flight
-	clientIP string    // req.ClientIP as text, once computed
-	ipDone   bool      // clientIP is set
-	idHdr    [1]string // X-Request-Id value (no slice allocated per request)
-	upIDHdr  [1]string // X-Gatehouse-Request-Id value sent upstream
+	peer     netip.Addr // the connection's peer address (remoteAddr), parsed once
+	clientIP string     // req.ClientIP as text, once computed
+	ipDone   bool       // clientIP is set
+	idHdr    [1]string  // X-Request-Id value (no slice allocated per request)
+	upIDHdr  [1]string  // X-Gatehouse-Request-Id value sent upstream
 	detached context.Context
 	hwait    headerWait // the upstream header timeout's link
 	body     bodyWatch  // the upstream request's body, for a request with one
@@ -182,7 +184,8 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	x.reqv = Request{ID: x.id, Route: rt.Info, Path: p, ClientIP: st.headers.clientIP(r), Time: x.start, HTTP: r}
+	x.peer = remoteAddr(r)
+	x.reqv = Request{ID: x.id, Route: rt.Info, Path: p, ClientIP: st.headers.clientIPOf(r, x.peer), Time: x.start, HTTP: r}
 	req := &x.reqv
 	x.req = req
 	req.ClientIPText = x.clientIPString()
@@ -463,8 +466,10 @@ func (s *Server) finish(w *responseWriter, r *http.Request, x *exchange) {
 	}
 	if x.req != nil && (x.outcome == OutcomeAllow || x.outcome == OutcomeDeny || x.outcome == OutcomeStepUp || x.outcome == OutcomeUpstreamErr) {
 		c := Completion{Request: x.req, Identity: x.ident, Status: w.status, Bytes: w.sent(), Duration: dur}
-		c.Download = x.outcome == OutcomeAllow && w.status < 300 &&
-			x.route.IsDownload(x.req.Path, w.Header().Get("Content-Type"), w.Header().Get("Content-Disposition"))
+		if x.outcome == OutcomeAllow && w.status < 300 {
+			h := w.Header()
+			c.Download = x.route.IsDownload(x.req.Path, firstValue(h, "Content-Type"), firstValue(h, "Content-Disposition"))
+		}
 		for _, o := range s.wiring.Observers {
 			o.Observe(x.background(r), c)
 		}
@@ -519,6 +524,15 @@ func badPath(w *responseWriter, r *http.Request, x *exchange, err error) {
 	}
 	x.outcome, x.reason = OutcomeBadRequest, "bad_path:"+why
 	renderPage(w, r, pageData{Status: http.StatusBadRequest, Detail: pathReasonText[why], RequestID: x.id, Host: r.Host})
+}
+
+// firstValue is h.Get(key) for a key already in canonical form (no
+// folding per request).
+func firstValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // flushWriter sends what net/http holds buffered for the client.

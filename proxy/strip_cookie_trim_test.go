@@ -29,3 +29,22 @@ func TestStripSessionCookieTrimmedName(t *testing.T) {
 		}
 	}
 }
+
+// TestGatehouseCookieNames: which cookie names are Gatehouse's own (and
+// stripped before the upstream), and which are the application's.
+func TestGatehouseCookieNames(t *testing.T) {
+	hp, err := newHeaderPolicy(baseConfig("http://upstream.internal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := hp.sessionCookie
+	for name, ours := range map[string]bool{
+		c: true, c + "_1": true, c + "-2": true, c + "_": true, "__Host-" + c: true, "__Secure-" + c + "_1": true,
+		"gh_sso": true, "__Host-gh_login_x": true,
+		c + "x": false, c[:len(c)-1]: false, "x" + c: false, "app": false, "": false, "__Host-app": false, "gh": false,
+	} {
+		if got := hp.gatehouseCookie(name); got != ours {
+			t.Errorf("gatehouseCookie(%q) = %v, want %v", name, got, ours)
+		}
+	}
+}

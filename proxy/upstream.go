@@ -123,7 +123,7 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 		out.Host = ""
 	}
 	fl.st.headers.strip(out.Header)
-	fl.st.headers.setForwarded(pr.In, out.Header, fl.x.req.ClientIP, fl.x.req.ClientIPText)
+	fl.st.headers.setForwarded(pr.In, out.Header, fl.x.peer, fl.x.req.ClientIP, fl.x.req.ClientIPText)
 	fl.x.upIDHdr[0] = fl.x.id
 	out.Header["X-Gatehouse-Request-Id"] = fl.x.upIDHdr[:]
 	for _, h := range s.wiring.hdrs {
