@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -85,6 +86,7 @@ func (f *fakeRecorder) Record(_ context.Context, ev Event) error {
 	if f.err != nil {
 		return f.err
 	}
+	ev.InputJSON = bytes.Clone(ev.InputJSON) // Recorder contract: the pipeline reuses the buffer
 	f.events = append(f.events, ev)
 	return nil
 }

@@ -263,6 +263,7 @@ func (s *Server) decide(w *responseWriter, r *http.Request, x *exchange) bool {
 	default:
 		var err error
 		dec, err = s.wiring.Authz.Decide(ctx, req, id, risk)
+		defer dec.release() // every path below has recorded the decision by then
 		switch {
 		case err != nil:
 			s.log.Warn("policy evaluation failed", zap.String("request_id", x.id), zap.Error(err))

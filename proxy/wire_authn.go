@@ -536,6 +536,7 @@ func (st *authnStage) authorize(ctx context.Context, r *http.Request, _ authn.Ro
 		ev.Outcome, ev.Reasons = OutcomeDeny, []string{ReasonNoPolicy}
 	default:
 		dec, err := w.Authz.Decide(ctx, req, id, risk)
+		defer dec.release() // after the decision is recorded below
 		ev.Revision, ev.Input, ev.InputJSON = dec.Revision, dec.Input, dec.InputJSON
 		for k, v := range shadowFields(dec.Shadow) {
 			ev.Fields[k] = v

@@ -333,6 +333,8 @@ func (st *policyStage) Decide(ctx context.Context, req *Request, id Identity, ri
 	}
 	in := st.input(req, id, risk)
 	d, err := e.Decide(ctx, in)
+	bp, buf := newInputJSON()
+	*bp = in.AppendAuditJSON(buf) // the audit input, without building maps
 	out := Decision{
 		// Allowed only on a positive outcome: any other value (a future
 		// one included) denies.
@@ -340,7 +342,8 @@ func (st *policyStage) Decide(ctx context.Context, req *Request, id Identity, ri
 		RequireMFA: d.RequireMFA,
 		Revision:   d.Revision,
 		Duration:   d.Duration,
-		InputJSON:  in.AppendAuditJSON(nil), // the audit input, without building maps
+		InputJSON:  *bp,
+		inputBuf:   bp,
 	}
 	if sv := d.Shadow; sv != nil {
 		out.Shadow = &ShadowVerdict{Outcome: string(sv.Outcome), Reasons: sv.Reasons, Revision: sv.Revision, Error: sv.Error}
