@@ -209,15 +209,22 @@ func (e *Engine) reloadOne(ctx context.Context, trigger, dir string, slot *atomi
 // ErrUndefined, ErrDenyUndefined, ErrNotBoolean, ErrConflict, ErrEval,
 // ErrTimeout).
 func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
+	return e.DecideInput(ctx, &in)
+}
+
+// DecideInput is Decide for a caller that keeps its Input in a reusable
+// place (Decide's copy costs an allocation per request): in is only read,
+// and nothing keeps it, or anything it points to, after the call.
+func (e *Engine) DecideInput(ctx context.Context, in *Input) (Decision, error) {
 	set := e.cur.Load() // one revision for the whole request
 	if set == nil {
 		return failed(ReasonNotLoaded), e.Ready()
 	}
 	var v ast.Value // built once, only if an evaluation needs it
-	d, res, err := set.decideTyped(ctx, &in, &v)
+	d, res, err := set.decideTyped(ctx, in, &v)
 	e.memo.count(res)
 	if sh := e.shadow.Load(); sh != nil && e.opts.OnShadowDisagreement != nil {
-		sd, _, serr := sh.decideTyped(ctx, &in, &v)
+		sd, _, serr := sh.decideTyped(ctx, in, &v)
 		if sd.Outcome != d.Outcome || !slices.Equal(sd.Reasons, d.Reasons) {
 			e.opts.OnShadowDisagreement(ShadowDisagreement{
 				RequestID: in.Request.ID, Real: d, Shadow: sd, ShadowErr: serr,

@@ -331,8 +331,13 @@ func (st *policyStage) Decide(ctx context.Context, req *Request, id Identity, ri
 	if e == nil {
 		return Decision{Deny: []string{policy.ReasonNotLoaded}}, policy.ErrNotLoaded
 	}
-	in := st.input(req, id, risk)
-	d, err := e.Decide(ctx, in)
+	in := inputPool.Get().(*policy.Input)
+	defer func() {
+		*in = policy.Input{} // nothing of this request stays reachable from the pool
+		inputPool.Put(in)
+	}()
+	st.fillInput(in, req, id, risk)
+	d, err := e.DecideInput(ctx, in)
 	bp, buf := newInputJSON()
 	*bp = in.AppendAuditJSON(buf) // the audit input, without building maps
 	out := Decision{
@@ -375,8 +380,18 @@ func (st *policyStage) Decide(ctx context.Context, req *Request, id Identity, ri
 }
 
 // input builds the policy input document (docs/policy.md).
+// inputPool recycles the policy input documents of the request path
+// (Engine.DecideInput keeps none).
+var inputPool = sync.Pool{New: func() any { return new(policy.Input) }}
+
 func (st *policyStage) input(req *Request, id Identity, risk Risk) policy.Input {
 	var in policy.Input
+	st.fillInput(&in, req, id, risk)
+	return in
+}
+
+// fillInput sets in, which is zero, to the input document of req.
+func (st *policyStage) fillInput(in *policy.Input, req *Request, id Identity, risk Risk) {
 	in.Request.ID = req.ID
 	in.Request.Path = req.Path
 	switch {
@@ -411,7 +426,6 @@ func (st *policyStage) input(req *Request, id Identity, risk Risk) policy.Input 
 		Flags: risk.Flags, Requests1h: risk.Requests, Downloads1h: risk.Downloads, Bytes1h: risk.Bytes,
 		Blocked: risk.Blocked, StepUp: risk.StepUp, Reason: risk.Reason,
 	}
-	return in
 }
 
 // identityHeaderNames are the headers Gatehouse sets upstream: a client's
