@@ -324,15 +324,19 @@ func (s *Server) forward(w *responseWriter, r *http.Request, x *exchange, st *st
 	// is served: the guards (an anomaly block) and the upstream header
 	// timeout each get its cancel func and make no context or timer.
 	ctx, cut := context.WithCancelCause(parent)
-	defer cut(nil)
 	s.wiring.routeGuard.Lock()
 	guards := s.wiring.guards
 	s.wiring.routeGuard.Unlock()
+	var releases [2]func() // one guard (anomaly) is usual: no slice on the heap
+	rel := releases[:0]
 	for _, g := range guards {
 		if release := g.Guard(x.req, x.ident, cut); release != nil {
-			defer release()
+			rel = append(rel, release)
 		}
 	}
+	// One defer, outside any loop, so the compiler open-codes it: a defer
+	// per guard made every defer here go through the runtime.
+	defer endFlight(cut, rel)
 	x.fl = flight{Context: ctx, x: x, st: st, w: w, client: parent, guard: ctx}
 	r2 := r.WithContext(&x.fl)
 	x.req.HTTP = r2
@@ -379,6 +383,15 @@ func (s *Server) forward(w *responseWriter, r *http.Request, x *exchange, st *st
 		// Cut the client connection, as the reverse proxy meant to.
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// endFlight releases the guards of a request, last first, then cancels
+// its context.
+func endFlight(cut context.CancelCauseFunc, releases []func()) {
+	for i := len(releases) - 1; i >= 0; i-- {
+		releases[i]()
+	}
+	cut(nil)
 }
 
 // serveUpstream runs the reverse proxy. When a response body cannot be

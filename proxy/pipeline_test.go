@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -429,5 +430,40 @@ func TestClientAnsweredBeforeCompletionRecord(t *testing.T) {
 	}
 	if n := rec.count(EventCompletion); n != 0 {
 		t.Fatalf("completion recorded before the test released it: %d", n)
+	}
+}
+
+// orderGuard notes when its release runs.
+type orderGuard struct {
+	name string
+	log  *[]string
+	mu   *sync.Mutex
+}
+
+func (g orderGuard) Guard(*Request, Identity, context.CancelCauseFunc) func() {
+	return func() {
+		g.mu.Lock()
+		*g.log = append(*g.log, g.name)
+		g.mu.Unlock()
+	}
+}
+
+// TestGuardsReleasedLastFirst: every guard's release runs once the
+// request is done, the last guard's first.
+func TestGuardsReleasedLastFirst(t *testing.T) {
+	up, _ := echoUpstream(t, nil)
+	var mu sync.Mutex
+	var log []string
+	_, front := newTestServer(t, baseConfig(up.URL), stages{auth: &fakeAuth{id: alice}, authz: allowAll(), rec: &fakeRecorder{},
+		guards: []RequestGuard{orderGuard{"a", &log, &mu}, orderGuard{"b", &log, &mu}, orderGuard{"c", &log, &mu}}})
+	for range 2 {
+		if resp, _ := get(t, front, "app.example.com", "/", nil); resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(log, ","); got != "c,b,a,c,b,a" {
+		t.Errorf("releases ran %q, want c,b,a per request", got)
 	}
 }
