@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -225,6 +226,37 @@ func (hp *headerPolicy) isTrusted(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// connPeerKey is the context key of a connection's connPeer.
+type connPeerKey struct{}
+
+// connPeer is a connection's peer address, read once when the connection
+// is accepted (http.Server.ConnContext) instead of parsing RemoteAddr for
+// every request on it.
+type connPeer struct {
+	addr netip.Addr
+	text string // addr.String()
+	raw  string // the RemoteAddr text net/http gives the connection's requests
+}
+
+// withConnPeer is the HTTPS server's ConnContext.
+func withConnPeer(ctx context.Context, c net.Conn) context.Context {
+	ta, ok := c.RemoteAddr().(*net.TCPAddr)
+	if !ok {
+		return ctx
+	}
+	a := ta.AddrPort().Addr().Unmap()
+	return context.WithValue(ctx, connPeerKey{}, &connPeer{addr: a, text: a.String(), raw: ta.String()})
+}
+
+// peerOf is remoteAddr(r), and its text when known: from the connection's
+// connPeer when r still names that peer, parsed otherwise.
+func peerOf(r *http.Request) (netip.Addr, string) {
+	if p, ok := r.Context().Value(connPeerKey{}).(*connPeer); ok && p.raw == r.RemoteAddr {
+		return p.addr, p.text
+	}
+	return remoteAddr(r), ""
 }
 
 // remoteAddr parses http.Request.RemoteAddr.

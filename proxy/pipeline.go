@@ -81,6 +81,7 @@ type exchange struct {
 	reqv     Request
 	fl       flight
 	peer     netip.Addr // the connection's peer address (remoteAddr), parsed once
+	peerText string     // peer as text, when the connection had it ready
 	clientIP string     // req.ClientIP as text, once computed
 	ipDone   bool       // clientIP is set
 	idHdr    [1]string  // X-Request-Id value (no slice allocated per request)
@@ -93,7 +94,12 @@ type exchange struct {
 // clientIPString returns the client address as text, formatted once.
 func (x *exchange) clientIPString() string {
 	if !x.ipDone {
-		x.clientIP, x.ipDone = addrString(x.req), true
+		if x.peerText != "" && x.req != nil && x.req.ClientIP == x.peer {
+			x.clientIP = x.peerText // the usual case: the client is the peer
+		} else {
+			x.clientIP = addrString(x.req)
+		}
+		x.ipDone = true
 	}
 	return x.clientIP
 }
@@ -184,7 +190,7 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	x.peer = remoteAddr(r)
+	x.peer, x.peerText = peerOf(r)
 	x.reqv = Request{ID: x.id, Route: rt.Info, Path: p, ClientIP: st.headers.clientIPOf(r, x.peer), Time: x.start, HTTP: r}
 	req := &x.reqv
 	x.req = req
@@ -595,11 +601,11 @@ var pathReasonText = map[string]string{
 
 // isUpgrade returns the Upgrade protocol a request asks for, or "".
 func isUpgrade(r *http.Request) string {
-	up := r.Header.Get("Upgrade")
-	if up != "" {
+	// Canonical keys, read directly: net/http's parser stores them so.
+	if up := firstValue(r.Header, "Upgrade"); up != "" {
 		return up
 	}
-	for _, v := range r.Header.Values("Connection") {
+	for _, v := range r.Header["Connection"] {
 		for tok := range strings.SplitSeq(v, ",") {
 			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
 				return "unknown"

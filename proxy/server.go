@@ -295,6 +295,7 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	main := &http.Server{
 		Handler: s, TLSConfig: tlsCfg, ReadHeaderTimeout: readHeader, IdleTimeout: idle,
 		ErrorLog: errLog, Protocols: protos, MaxHeaderBytes: 64 << 10,
+		ConnContext: withConnPeer,
 	}
 	servers = append(servers, main)
 	serve := []func() error{func() error { return main.Serve(tls.NewListener(ln, tlsCfg)) }}
