@@ -23,6 +23,8 @@ func TestCookieValueHonorsCookieLimit(t *testing.T) {
 	} {
 		t.Run(tc.godebug, func(t *testing.T) {
 			t.Setenv("GODEBUG", tc.godebug)
+			cookieLimit.Reset()
+			t.Cleanup(cookieLimit.Reset) // the next test probes its own setting
 			r := httptest.NewRequest(http.MethodGet, "https://app.example/", nil)
 			r.Header.Set("Cookie", tc.line)
 			got, ok := cookieValue(r, name)

@@ -26,6 +26,8 @@ func TestCheckQueryHonorsParamLimit(t *testing.T) {
 	} {
 		t.Run(tc.godebug, func(t *testing.T) {
 			t.Setenv("GODEBUG", tc.godebug)
+			queryLimit.Reset()
+			t.Cleanup(queryLimit.Reset) // the next test probes its own setting
 			_, perr := url.ParseQuery(tc.raw)
 			if err := CheckQuery(tc.raw); (err == nil) != (perr == nil) {
 				t.Errorf("GODEBUG=%s: CheckQuery = %v, url.ParseQuery: %v", tc.godebug, err, perr)
@@ -39,6 +41,8 @@ func TestCheckQueryHonorsParamLimit(t *testing.T) {
 // is judged without asking the GODEBUG probe.
 func TestCheckQueryEmptyUnderAnyLimit(t *testing.T) {
 	t.Setenv("GODEBUG", "urlmaxqueryparams=1")
+	queryLimit.Reset()
+	t.Cleanup(queryLimit.Reset)
 	if err := CheckQuery(""); err != nil {
 		t.Errorf("CheckQuery(\"\") under urlmaxqueryparams=1: %v", err)
 	}
@@ -75,6 +79,8 @@ func TestQueryPastLoweredLimitRefused(t *testing.T) {
 		t.Fatalf("?admin=1: %d, want the policy's 403", resp.StatusCode)
 	}
 	t.Setenv("GODEBUG", "urlmaxqueryparams=5")
+	queryLimit.Reset()
+	t.Cleanup(queryLimit.Reset)
 	if resp, _ := get(t, front, "app.example.com", "/?a=1&b=2&c=3&d=4&admin=1", nil); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("5 parameters past urlmaxqueryparams=5: %d, want 400 (ambiguous query)", resp.StatusCode)
 	}

@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-// TestProbeFollowsGODEBUG: the answer is probed once per GODEBUG value and
-// again when the setting changes.
-func TestProbeFollowsGODEBUG(t *testing.T) {
+// TestProbeOnceUntilReset: the answer is probed once, kept while GODEBUG
+// stays, and probed again after Reset under a changed setting.
+func TestProbeOnceUntilReset(t *testing.T) {
 	calls := 0
 	p := New(func() bool {
 		calls++
@@ -22,14 +22,25 @@ func TestProbeFollowsGODEBUG(t *testing.T) {
 		}
 	}
 	if calls != 1 {
-		t.Fatalf("default limit: %d probes for one setting", calls)
+		t.Fatalf("default limit: %d probes, want 1", calls)
 	}
 	t.Setenv("GODEBUG", "urlmaxqueryparams=5")
-	if p.OK() || calls != 2 {
-		t.Fatalf("urlmaxqueryparams=5: ok=%v after %d probes", p.OK(), calls)
+	p.Reset()
+	if p.OK() || p.OK() || calls != 2 {
+		t.Fatalf("urlmaxqueryparams=5 after Reset: ok=%v after %d probes", p.OK(), calls)
 	}
 	t.Setenv("GODEBUG", "")
+	p.Reset()
 	if !p.OK() || calls != 3 {
 		t.Fatalf("back to the default: %d probes", calls)
 	}
+}
+
+func BenchmarkOK(b *testing.B) {
+	p := New(func() bool { return true })
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			_ = p.OK()
+		}
+	})
 }
