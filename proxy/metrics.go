@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,8 +80,11 @@ type routeMetrics struct {
 	m        *metrics
 	route    string
 	duration prometheus.Observer
-	mu       sync.RWMutex
-	requests map[codeOutcome]prometheus.Counter
+	// requests is read per request without a lock (copy on write under
+	// mu): a read lock taken per request still makes both cores trade
+	// the lock's cache line.
+	mu       sync.Mutex
+	requests atomic.Pointer[map[codeOutcome]prometheus.Counter]
 }
 
 type codeOutcome struct {
@@ -99,8 +103,7 @@ func (m *metrics) forRoute(route string) *routeMetrics {
 	m.routesMu.Lock()
 	defer m.routesMu.Unlock()
 	if rm = m.routes[route]; rm == nil {
-		rm = &routeMetrics{m: m, route: route, duration: m.duration.WithLabelValues(route),
-			requests: map[codeOutcome]prometheus.Counter{}}
+		rm = &routeMetrics{m: m, route: route, duration: m.duration.WithLabelValues(route)}
 		if m.routes == nil {
 			m.routes = map[string]*routeMetrics{}
 		}
@@ -114,13 +117,20 @@ func (rm *routeMetrics) observe(status int, outcome string, d time.Duration) {
 		status = 200
 	}
 	k := codeOutcome{status, outcome}
-	rm.mu.RLock()
-	c := rm.requests[k]
-	rm.mu.RUnlock()
+	var c prometheus.Counter
+	if p := rm.requests.Load(); p != nil {
+		c = (*p)[k]
+	}
 	if c == nil {
 		c = rm.m.requests.WithLabelValues(rm.route, strconv.Itoa(status), outcome)
 		rm.mu.Lock()
-		rm.requests[k] = c
+		next := map[codeOutcome]prometheus.Counter{k: c}
+		if p := rm.requests.Load(); p != nil {
+			for k2, c2 := range *p {
+				next[k2] = c2
+			}
+		}
+		rm.requests.Store(&next)
 		rm.mu.Unlock()
 	}
 	c.Inc()

@@ -330,9 +330,7 @@ func (s *Server) forward(w *responseWriter, r *http.Request, x *exchange, st *st
 	// is served: the guards (an anomaly block) and the upstream header
 	// timeout each get its cancel func and make no context or timer.
 	ctx, cut := context.WithCancelCause(parent)
-	s.wiring.routeGuard.Lock()
-	guards := s.wiring.guards
-	s.wiring.routeGuard.Unlock()
+	guards := s.wiring.guardList()
 	var releases [2]func() // one guard (anomaly) is usual: no slice on the heap
 	rel := releases[:0]
 	for _, g := range guards {

@@ -3,8 +3,10 @@ package proxy
 import (
 	"context"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,8 +44,19 @@ type Wiring struct {
 	onReloadPrepare []func(ctx context.Context, cfg *config.Config) (func(), error)
 	onClose         []func(ctx context.Context) error
 	hdrs            []UpstreamHeaderer
-	guards          []RequestGuard
-	routeGuard      sync.Mutex
+	// guards is read by every request without a lock (a shared mutex
+	// taken per request makes both cores trade its cache line); AddGuard
+	// replaces the slice under guardsMu.
+	guards   atomic.Pointer[[]RequestGuard]
+	guardsMu sync.Mutex
+}
+
+// guardList returns the registered guards (never modified in place).
+func (w *Wiring) guardList() []RequestGuard {
+	if p := w.guards.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // UpstreamHeaderer adds headers (identity headers, signed assertion) to the
@@ -103,9 +116,10 @@ func (w *Wiring) AddUpstreamHeaderer(h UpstreamHeaderer) { w.hdrs = append(w.hdr
 
 // AddGuard registers g to watch requests while they are served.
 func (w *Wiring) AddGuard(g RequestGuard) {
-	w.routeGuard.Lock()
-	defer w.routeGuard.Unlock()
-	w.guards = append(w.guards, g)
+	w.guardsMu.Lock()
+	defer w.guardsMu.Unlock()
+	gs := append(slices.Clip(w.guardList()), g) // a new array: readers keep theirs
+	w.guards.Store(&gs)
 }
 
 // Builder plugs one package into the pipeline.
