@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -46,7 +47,16 @@ type headerWait struct {
 	timeout time.Duration
 	hw      *headerWatch
 	ended   bool // done was called: a late start (the body read to its end after the answer came) links nothing
+	// listed mirrors next != nil for a lock-free look (mayBeListed).
+	listed atomic.Bool
 }
+
+// mayBeListed reports whether w may still be linked: false only when it
+// was unlinked (or never linked) and cannot be linked any more, which the
+// caller knows for a request without a body (its wait started before the
+// upstream was asked, never later). Such a request's final done is then
+// skipped: the headers' done, or the sweep, already unlinked it.
+func (w *headerWait) mayBeListed() bool { return w.listed.Load() }
 
 // sweepTick is how often a list of requests with this timeout is walked.
 func sweepTick(timeout time.Duration) time.Duration {
@@ -69,6 +79,7 @@ func (h *headerWatch) start(w *headerWait, now time.Time) {
 		w.prev, w.next = h.root.prev, &h.root
 		h.root.prev.next = w
 		h.root.prev = w
+		w.listed.Store(true)
 	}
 	switch {
 	case !h.armed:
@@ -96,6 +107,7 @@ func (h *headerWatch) done(w *headerWait) {
 	if w.next != nil {
 		w.prev.next, w.next.prev = w.next, w.prev
 		w.prev, w.next = nil, nil
+		w.listed.Store(false)
 	}
 	h.mu.Unlock()
 }
@@ -112,6 +124,7 @@ func (h *headerWatch) sweep() {
 		if !now.Before(w.deadline) {
 			w.prev.next, w.next.prev = w.next, w.prev
 			w.prev, w.next = nil, nil
+			w.listed.Store(false)
 			cuts = append(cuts, w.cut)
 		} else if t := sweepTick(w.timeout); tick == 0 || t < tick {
 			tick = t

@@ -353,7 +353,9 @@ func (s *Server) forward(w *responseWriter, r *http.Request, x *exchange, st *st
 		r2.Body = &x.body
 	}
 	aborted := s.serveUpstream(w, r2)
-	s.headerWatch.done(&x.hwait)
+	if r.ContentLength != 0 || x.hwait.mayBeListed() {
+		s.headerWatch.done(&x.hwait) // no answer came (or a body may still start the wait)
+	}
 	x.upstream = time.Since(t0)
 	if !aborted && !w.hijacked {
 		// The client has its whole answer before the completion is

@@ -461,6 +461,9 @@ func TestGuardsReleasedLastFirst(t *testing.T) {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
 	}
+	// The client has its answer before the handler returns (the response
+	// is flushed before the completion is recorded): wait for the releases.
+	eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(log) >= 6 })
 	mu.Lock()
 	defer mu.Unlock()
 	if got := strings.Join(log, ","); got != "c,b,a,c,b,a" {
