@@ -216,3 +216,18 @@ func TestHeaderWatchShorterTimeoutRearms(t *testing.T) {
 		t.Fatal("a 20ms wait was not cut within 3s")
 	}
 }
+
+// TestRestartOnlyTimeouts: a changed upstream_response_header is applied by
+// a reload, so no restart warning names it; the other timeouts still need
+// one.
+func TestRestartOnlyTimeouts(t *testing.T) {
+	a, b := baseConfig("http://u"), baseConfig("http://u")
+	b.Timeouts.UpstreamHeader = config.Duration(time.Second)
+	if got := restartOnly(a, b); len(got) != 0 {
+		t.Errorf("upstream_response_header changed: restart warning %v", got)
+	}
+	b.Timeouts.Idle = config.Duration(time.Hour)
+	if got := restartOnly(a, b); len(got) != 1 || got[0] != "timeouts" {
+		t.Errorf("idle changed: %v, want [timeouts]", got)
+	}
+}

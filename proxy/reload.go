@@ -122,7 +122,12 @@ func restartOnly(a, b *config.Config) []string {
 	if a.TLS != b.TLS {
 		out = append(out, "tls")
 	}
-	if a.Timeouts != b.Timeouts {
+	// timeouts.upstream_response_header applies on reload (headerWatch
+	// reads each generation's); the others are the listeners' and the
+	// transport's, fixed at start.
+	ta, tb := a.Timeouts, b.Timeouts
+	ta.UpstreamHeader, tb.UpstreamHeader = 0, 0
+	if ta != tb {
 		out = append(out, "timeouts")
 	}
 	return out
