@@ -26,8 +26,13 @@ func TestProbeOnceUntilReset(t *testing.T) {
 	}
 	t.Setenv("GODEBUG", "urlmaxqueryparams=5")
 	p.Reset()
-	if p.OK() || p.OK() || calls != 2 {
-		t.Fatalf("urlmaxqueryparams=5 after Reset: ok=%v after %d probes", p.OK(), calls)
+	for range 2 {
+		if p.OK() {
+			t.Fatal("urlmaxqueryparams=5 after Reset: 10 parameters accepted")
+		}
+	}
+	if calls != 2 {
+		t.Fatalf("urlmaxqueryparams=5 after Reset: %d probes, want 2", calls)
 	}
 	t.Setenv("GODEBUG", "")
 	p.Reset()
