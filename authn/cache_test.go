@@ -259,12 +259,11 @@ func TestSessionCacheKeepsOnlyTheValue(t *testing.T) {
 		t.Fatalf("session refused: %v %v %v", id, handled, err)
 	}
 	lo, hi := uintptr(unsafe.Pointer(unsafe.StringData(line))), uintptr(unsafe.Pointer(unsafe.StringData(line)))+uintptr(len(line))
-	c.a.sessions.mu.Lock()
-	defer c.a.sessions.mu.Unlock()
-	if len(c.a.sessions.m) != 1 {
-		t.Fatalf("%d cached entries, want 1", len(c.a.sessions.m))
+	keys := c.a.sessions.keys()
+	if len(keys) != 1 {
+		t.Fatalf("%d cached entries, want 1", len(keys))
 	}
-	for k := range c.a.sessions.m {
+	for _, k := range keys {
 		if k.value != ck.Value {
 			t.Errorf("cached under %q", k.value)
 		}
