@@ -58,6 +58,7 @@ type Block struct {
 func (d *Detector) setBlock(ctx context.Context, key string, b Block, dur time.Duration) error {
 	d.mu.Lock()
 	d.local[key] = b
+	d.nlocal.Store(int32(len(d.local))) // before the cut: Guard looks after joining
 	d.mu.Unlock()
 	d.live.cut(key)
 	raw, _ := json.Marshal(b)
@@ -115,6 +116,7 @@ func (d *Detector) setBlockLonger(ctx context.Context, key string, b Block, dur 
 		if cur, ok := d.local[key]; !ok || cur.Until.Before(b.Until) {
 			d.local[key] = b
 		}
+		d.nlocal.Store(int32(len(d.local)))
 		d.mu.Unlock()
 	}
 	if stored {
@@ -137,6 +139,7 @@ func (d *Detector) localBlock(sk *subjectKeys, now time.Time) (Block, bool) {
 				return b, true
 			}
 			delete(d.local, k)
+			d.nlocal.Store(int32(len(d.local)))
 		}
 	}
 	return Block{}, false
@@ -241,6 +244,7 @@ func (d *Detector) Unblock(ctx context.Context, kind BlockKind, id string) (bool
 	d.mu.Lock()
 	_, hadLocal := d.local[key]
 	delete(d.local, key)
+	d.nlocal.Store(int32(len(d.local)))
 	d.mu.Unlock()
 	sctx, cancel := d.bounded(ctx)
 	defer cancel()

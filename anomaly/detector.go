@@ -170,8 +170,9 @@ type Detector struct {
 
 	hungUntil atomic.Int64 // unix ns (process clock) until which the store is not waited on
 
-	mu    sync.Mutex
-	local map[string]Block // blocks made here: enforced even when the store is down (fail open)
+	mu     sync.Mutex
+	local  map[string]Block // blocks made here: enforced even when the store is down (fail open)
+	nlocal atomic.Int32     // len(local), for the request path's lock-free look (Guard)
 
 	sync    *syncer // nil unless the store is shared and a Batcher
 	live    *liveSet
@@ -328,7 +329,10 @@ const nightPrefix = "n|"
 var ErrStoreBackoff = fmt.Errorf("%w: timed out recently, not waited on", ErrStore)
 
 // storeHung reports whether the store timed out within StoreBackoff.
-func (d *Detector) storeHung() bool { return time.Now().UnixNano() < d.hungUntil.Load() }
+func (d *Detector) storeHung() bool {
+	u := d.hungUntil.Load()
+	return u != 0 && time.Now().UnixNano() < u // no clock read while the store never hung
+}
 
 // noteStoreErr starts the backoff when err is a timeout.
 func (d *Detector) noteStoreErr(err error) {
@@ -434,8 +438,7 @@ func (d *Detector) Observe(ctx context.Context, s Subject, o Observation) error 
 	}
 	night := d.Night(now)
 	if d.sync != nil {
-		d.sync.add(s, night, now, o)
-		if err := d.sync.state(); err != nil {
+		if err := d.sync.addState(s, night, now, o); err != nil {
 			d.storeErr("observe", err)
 			return fmt.Errorf("observe: %w", err)
 		}

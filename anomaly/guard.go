@@ -147,10 +147,7 @@ func (d *Detector) Guard(s Subject, cut context.CancelCauseFunc) (release func()
 // replica may have lifted one since (the view learns that from the marker
 // generation), and a block made here is in the view as well.
 func (d *Detector) blockedHere(s Subject) bool {
-	d.mu.Lock()
-	none := len(d.local) == 0
-	d.mu.Unlock()
-	if none {
+	if d.nlocal.Load() == 0 { // len(d.local), read without the lock every request would take
 		return false
 	}
 	sk := newSubjectKeys(s)

@@ -236,6 +236,11 @@ func (y *syncer) add(s Subject, night bool, now time.Time, o Observation) bool {
 	}
 	y.mu.Lock()
 	defer y.mu.Unlock()
+	return y.addLocked(k, s, night, now, o)
+}
+
+// addLocked is add with y.mu held.
+func (y *syncer) addLocked(k pendKey, s Subject, night bool, now time.Time, o Observation) bool {
 	p := y.pend[k]
 	if p == nil {
 		if len(y.pend) >= maxPending {
@@ -262,6 +267,22 @@ func (y *syncer) add(s Subject, night bool, now time.Time, o Observation) bool {
 	return true
 }
 
+// addState is add, then state, under one lock (Observe's path).
+func (y *syncer) addState(s Subject, night bool, now time.Time, o Observation) error {
+	k := pendKey{user: s.User, session: s.Session, night: night, period: period(now)}
+	if s.User == "" {
+		k.ip = s.IP
+	}
+	hung := y.d.storeHung()
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	y.addLocked(k, s, night, now, o)
+	if hung {
+		return ErrStoreBackoff
+	}
+	return y.stateLocked()
+}
+
 // state is the error Observe reports: the store is being backed off, or
 // the flusher's last round trip failed.
 func (y *syncer) state() error {
@@ -270,6 +291,11 @@ func (y *syncer) state() error {
 	}
 	y.mu.Lock()
 	defer y.mu.Unlock()
+	return y.stateLocked()
+}
+
+// stateLocked is state's answer from the buffer; y.mu is held.
+func (y *syncer) stateLocked() error {
 	if y.dropped > 0 {
 		n := y.dropped
 		y.dropped = 0
