@@ -228,18 +228,8 @@ func (y *syncer) setLocal(name string, val []byte) {
 	y.markers[name] = &viewMarker{val: val, used: now, readAt: now}
 }
 
-// add buffers one observation.
-func (y *syncer) add(s Subject, night bool, now time.Time, o Observation) bool {
-	k := pendKey{user: s.User, session: s.Session, night: night, period: period(now)}
-	if s.User == "" {
-		k.ip = s.IP
-	}
-	y.mu.Lock()
-	defer y.mu.Unlock()
-	return y.addLocked(k, s, night, now, o)
-}
-
-// addLocked is add with y.mu held.
+// addLocked buffers one observation under key k; y.mu is held. It reports
+// false when the buffer is full (the observation is dropped and counted).
 func (y *syncer) addLocked(k pendKey, s Subject, night bool, now time.Time, o Observation) bool {
 	p := y.pend[k]
 	if p == nil {
@@ -267,7 +257,9 @@ func (y *syncer) addLocked(k pendKey, s Subject, night bool, now time.Time, o Ob
 	return true
 }
 
-// addState is add, then state, under one lock (Observe's path).
+// addState buffers one observation and returns the store's state (see
+// stateLocked; ErrStoreBackoff while the store is backed off) under one
+// lock: Observe's path.
 func (y *syncer) addState(s Subject, night bool, now time.Time, o Observation) error {
 	k := pendKey{user: s.User, session: s.Session, night: night, period: period(now)}
 	if s.User == "" {
@@ -283,18 +275,9 @@ func (y *syncer) addState(s Subject, night bool, now time.Time, o Observation) e
 	return y.stateLocked()
 }
 
-// state is the error Observe reports: the store is being backed off, or
-// the flusher's last round trip failed.
-func (y *syncer) state() error {
-	if y.d.storeHung() {
-		return ErrStoreBackoff
-	}
-	y.mu.Lock()
-	defer y.mu.Unlock()
-	return y.stateLocked()
-}
-
-// stateLocked is state's answer from the buffer; y.mu is held.
+// stateLocked is the error Observe reports, besides the store being
+// backed off: observations dropped from a full buffer, or the flusher's
+// last round trip failed. y.mu is held.
 func (y *syncer) stateLocked() error {
 	if y.dropped > 0 {
 		n := y.dropped
