@@ -56,13 +56,16 @@ type Block struct {
 // setBlock stores a block, remembers it locally and cuts live requests it
 // covers at once.
 func (d *Detector) setBlock(ctx context.Context, key string, b Block, dur time.Duration) error {
+	raw, _ := json.Marshal(b)
 	d.mu.Lock()
 	d.local[key] = b
 	d.nlocal.Store(int32(len(d.local))) // before the cut: Guard looks after joining
 	d.mu.Unlock()
-	d.live.cut(key)
-	raw, _ := json.Marshal(b)
+	// Into the shared store's local view before the cut as well: a Guard
+	// that joins after the cut asks that view (knownBlock), and must find
+	// the block there, not only after the next flush.
 	d.noteMarker("block:"+key, raw)
+	d.live.cut(key)
 	sctx, cancel := d.bounded(ctx)
 	defer cancel()
 	if _, err := d.store.SetMarker(sctx, "block:"+key, raw, dur, false); err != nil {

@@ -71,10 +71,13 @@ func (c *lru[K, V]) put(k K, v V) {
 		c.unlink(x.(*lruEntry[K, V]))
 		c.n--
 	}
-	for c.n >= c.max && c.n > 0 {
+	// Hits may set flags again while this runs (they take no lock): past
+	// two rounds of the ring the oldest goes whatever its flag, so a put
+	// never spins.
+	for passed := 0; c.n >= c.max && c.n > 0; passed++ {
 		t := c.head.prev
 		c.unlink(t)
-		if t.used.Load() {
+		if t.used.Load() && passed < 2*c.n {
 			t.used.Store(false) // a second chance
 			c.pushFront(t)
 			continue

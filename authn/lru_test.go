@@ -67,3 +67,20 @@ func TestLRUConcurrent(t *testing.T) {
 		t.Errorf("len %d, %d keys, bound 16", n, len(c.keys()))
 	}
 }
+
+// TestLRUAllUsed: with every entry used, a put still evicts exactly one
+// (each gets its second chance once, then the oldest goes).
+func TestLRUAllUsed(t *testing.T) {
+	c := newLRU[string, int](3)
+	for i, k := range []string{"a", "b", "c"} {
+		c.put(k, i)
+		c.get(k)
+	}
+	c.put("d", 3)
+	if c.len() != 3 {
+		t.Fatalf("len %d, want 3", c.len())
+	}
+	if _, ok := c.get("a"); ok {
+		t.Error("a kept: the oldest of the used entries should go")
+	}
+}

@@ -113,11 +113,14 @@ func (h *headerWatch) done(w *headerWait) {
 }
 
 // sweep cuts every request past its deadline and re-arms the timer while
-// requests wait.
+// requests wait. It cuts under the lock, so a done that returns has either
+// kept its request from being cut or come after the cut (the caller then
+// finds errUpstreamHeaderTimeout as the cause); cancelling a context calls
+// nothing back here.
 func (h *headerWatch) sweep() {
 	now := time.Now()
-	var cuts []context.CancelCauseFunc
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	tick := time.Duration(0)
 	for w := h.root.next; w != nil && w != &h.root; {
 		next := w.next
@@ -125,7 +128,7 @@ func (h *headerWatch) sweep() {
 			w.prev.next, w.next.prev = w.next, w.prev
 			w.prev, w.next = nil, nil
 			w.listed.Store(false)
-			cuts = append(cuts, w.cut)
+			w.cut(errUpstreamHeaderTimeout)
 		} else if t := sweepTick(w.timeout); tick == 0 || t < tick {
 			tick = t
 		}
@@ -135,10 +138,6 @@ func (h *headerWatch) sweep() {
 	if h.armed {
 		h.tick = tick
 		h.timer.Reset(tick)
-	}
-	h.mu.Unlock()
-	for _, cut := range cuts {
-		cut(errUpstreamHeaderTimeout)
 	}
 }
 

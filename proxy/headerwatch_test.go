@@ -231,3 +231,30 @@ func TestRestartOnlyTimeouts(t *testing.T) {
 		t.Errorf("idle changed: %v, want [timeouts]", got)
 	}
 }
+
+// TestHeaderTimeoutCutAfterHeaders: a sweep that cut the request after the
+// transport had its headers, but before the headers' done, makes
+// ModifyResponse fail with the timeout (the reverse proxy then answers
+// with the timeout's 502), instead of a cut body recorded as allowed.
+func TestHeaderTimeoutCutAfterHeaders(t *testing.T) {
+	up, _ := echoUpstream(t, nil)
+	s, _ := newTestServer(t, baseConfig(up.URL), stages{auth: &fakeAuth{id: alice}, authz: allowAll(), rec: &fakeRecorder{}})
+	for _, cause := range []error{errUpstreamHeaderTimeout, nil} {
+		ctx, cut := context.WithCancelCause(context.Background())
+		if cause != nil {
+			cut(cause)
+		}
+		x := &exchange{}
+		x.hwait = headerWait{cut: cut, timeout: time.Minute, hw: &s.headerWatch}
+		x.fl = flight{Context: ctx, x: x, guard: ctx, client: context.Background()}
+		req, _ := http.NewRequestWithContext(&x.fl, "GET", "http://upstream.internal/", nil)
+		err := s.rp.ModifyResponse(&http.Response{Request: req, Header: http.Header{}})
+		if cause != nil && !errors.Is(err, errUpstreamHeaderTimeout) {
+			t.Errorf("cut by the timeout: ModifyResponse = %v, want the timeout", err)
+		}
+		if cause == nil && err != nil {
+			t.Errorf("not cut: ModifyResponse = %v", err)
+		}
+		cut(nil)
+	}
+}

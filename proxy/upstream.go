@@ -92,6 +92,13 @@ func (s *Server) newReverseProxy() *httputil.ReverseProxy {
 			}
 			if fl != nil {
 				s.headerWatch.done(&fl.x.hwait) // the headers came
+				// Cut by the timeout after the transport had them but
+				// before this done: the body cannot be read any more, so
+				// it is the timeout's 502 (upstreamError), not a cut
+				// answer recorded as allowed.
+				if err := context.Cause(fl.guard); errors.Is(err, errUpstreamHeaderTimeout) {
+					return errUpstreamHeaderTimeout
+				}
 			}
 			s.state.Load().headers.stripSetCookies(resp.Header)
 			return nil
