@@ -46,3 +46,50 @@ func TestCookieValueAllocs(t *testing.T) {
 		t.Errorf("cookieValue: %v allocations", n)
 	}
 }
+
+// TestCookie8 holds the word test to the byte test: every byte value at
+// every position of a word, in words otherwise valid and otherwise
+// invalid, and validCookieValue to the byte loop at every length.
+func TestCookie8(t *testing.T) {
+	for _, fill := range []byte{'a', ' ', '~', 0x1f, 0x80} {
+		for pos := 0; pos < 8; pos++ {
+			for b := 0; b < 256; b++ {
+				w := [8]byte{fill, fill, fill, fill, fill, fill, fill, fill}
+				w[pos] = byte(b)
+				var x uint64
+				want := true
+				for i, c := range w {
+					x |= uint64(c) << (8 * i)
+					want = want && validCookieByte(c)
+				}
+				if got := cookie8(x); got != want {
+					t.Fatalf("cookie8(% x) = %v, want %v", w, got, want)
+				}
+			}
+		}
+	}
+	base := strings.Repeat("AZ2qvcAAAAAAaxJ3Xumc-_", 3)
+	for n := 0; n <= len(base); n++ {
+		for pos := 0; pos < n; pos++ {
+			for _, bad := range []byte{0x00, 0x1f, '"', ';', '\\', 0x7f, 0x80, 0xff} {
+				v := []byte(base[:n])
+				v[pos] = bad
+				if validCookieValue(string(v)) {
+					t.Fatalf("validCookieValue(%q) = true", v)
+				}
+			}
+		}
+		if !validCookieValue(base[:n]) {
+			t.Fatalf("validCookieValue(%q) = false", base[:n])
+		}
+	}
+}
+
+func BenchmarkValidCookieValue(b *testing.B) {
+	v := strings.Repeat("AZ2qvcAAAAAAaxJ3XumcHgf_U_s_UGXDUBfhdtybrc", 11) // a session cookie's length
+	for b.Loop() {
+		if !validCookieValue(v) {
+			b.Fatal("invalid")
+		}
+	}
+}
