@@ -55,32 +55,40 @@ func applyGCDefaults(lookupEnv func(string) (string, bool), root fs.FS) int64 {
 	return soft
 }
 
-// cgroupMemoryLimit reads the memory limit of the process's cgroup: v2's
-// memory.max or v1's memory.limit_in_bytes of the group /proc/self/cgroup
-// names, else of the root (as a container sees its own group). No limit
-// ("max", or v1's huge "unlimited" value) or nothing readable is
-// ok=false.
+// cgroupMemoryLimit reads the memory limit of the process's cgroup: the
+// smallest v2 memory.max or v1 memory.limit_in_bytes of the group
+// /proc/self/cgroup names and of each of its parents (a limit holds for
+// everything below it), and of the root, which is where a container sees
+// its own group. No limit ("max", or v1's huge "unlimited" value) or
+// nothing readable is ok=false.
 func cgroupMemoryLimit(root fs.FS) (int64, bool) {
-	var files []string
+	type place struct{ mount, group, file string }
+	var places []place
 	if b, err := fs.ReadFile(root, "proc/self/cgroup"); err == nil {
 		sc := bufio.NewScanner(bytes.NewReader(b))
 		for sc.Scan() {
 			line := sc.Text()
 			if p, ok := strings.CutPrefix(line, "0::"); ok { // v2: "0::/system.slice/x.service"
-				files = append(files, path.Join("sys/fs/cgroup", p, "memory.max"))
+				places = append(places, place{"sys/fs/cgroup", p, "memory.max"})
 			} else if _, p, ok := strings.Cut(line, ":memory:"); ok { // v1: "4:memory:/docker/abc"
-				files = append(files, path.Join("sys/fs/cgroup/memory", p, "memory.limit_in_bytes"))
+				places = append(places, place{"sys/fs/cgroup/memory", p, "memory.limit_in_bytes"})
 			}
 		}
 	}
-	// A container sees its own group at the root.
-	files = append(files, "sys/fs/cgroup/memory.max", "sys/fs/cgroup/memory/memory.limit_in_bytes")
-	for _, f := range files {
-		if v, ok := readLimit(root, f); ok {
-			return v, true
+	places = append(places, place{"sys/fs/cgroup", "/", "memory.max"}, place{"sys/fs/cgroup/memory", "/", "memory.limit_in_bytes"})
+	var limit int64
+	found := false
+	for _, pl := range places {
+		for g := path.Clean("/" + pl.group); ; g = path.Dir(g) {
+			if v, ok := readLimit(root, path.Join(pl.mount, g, pl.file)); ok && (!found || v < limit) {
+				limit, found = v, true
+			}
+			if g == "/" {
+				break
+			}
 		}
 	}
-	return 0, false
+	return limit, found
 }
 
 // readLimit parses one limit file: a byte count, or "max" for none. v1

@@ -31,6 +31,17 @@ func TestCgroupMemoryLimit(t *testing.T) {
 			"sys/fs/cgroup/system.slice/gatehouse.service/memory.max": file("536870912\n"),
 			"sys/fs/cgroup/memory.max":                                file("max\n"),
 		}, 536870912, true},
+		{"v2 limit on a parent", fstest.MapFS{
+			"proc/self/cgroup":                           file("0::/kubepods/pod1/ctr\n"),
+			"sys/fs/cgroup/kubepods/pod1/ctr/memory.max": file("max\n"),
+			"sys/fs/cgroup/kubepods/pod1/memory.max":     file("268435456\n"),
+			"sys/fs/cgroup/kubepods/memory.max":          file("1073741824\n"),
+		}, 268435456, true},
+		{"v2 leaf tighter than parent", fstest.MapFS{
+			"proc/self/cgroup":             file("0::/a/b\n"),
+			"sys/fs/cgroup/a/b/memory.max": file("100000000\n"),
+			"sys/fs/cgroup/a/memory.max":   file("200000000\n"),
+		}, 100000000, true},
 		{"v2 container root", fstest.MapFS{
 			"proc/self/cgroup":         file("0::/\n"),
 			"sys/fs/cgroup/memory.max": file("1073741824\n"),
