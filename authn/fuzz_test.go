@@ -81,6 +81,9 @@ func FuzzCookieValue(f *testing.F) {
 		f.Add(s, "")
 	}
 	f.Add("x=1", "__Host-_gatehouse=second-line")
+	// Past the first eight-byte words of validCookieValue's word test.
+	f.Add("__Host-_gatehouse="+strings.Repeat("a", 20)+"\x7f; __Host-_gatehouse="+strings.Repeat("b", 40), "")
+	f.Add("__Host-_gatehouse="+strings.Repeat("AZ2qvc-_", 9)+";x", "")
 	f.Add(strings.Repeat("a=1; ", 1100)+"__Host-_gatehouse=many", "") // left to r.Cookie and its limit
 	f.Add(strings.Repeat("a=1; ", 3100)+"__Host-_gatehouse=too-many", "")
 	f.Fuzz(func(t *testing.T, line1, line2 string) {

@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"io/fs"
-	"math"
 	"os"
 	"path"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -25,11 +25,11 @@ import (
 // always wins.
 const defaultGCPercent = 400
 
-// memLimitShare is the part of a cgroup memory limit given to the Go heap
-// as its soft limit (GOMEMLIMIT) when the environment sets none: near it
-// the collector works harder instead of the kernel killing the process,
-// and the rest is left for stacks, buffers and the page cache of the audit
-// log.
+// memLimitShare is the part of a cgroup memory limit given to the Go
+// runtime as its soft limit (GOMEMLIMIT, which covers the heap, stacks and
+// the runtime's own memory) when the environment sets none: near it the
+// collector works harder instead of the kernel killing the process. The
+// rest is left for memory outside the Go runtime and the page cache.
 const memLimitShare = 0.9
 
 func init() {
@@ -40,10 +40,13 @@ func init() {
 // the soft memory limit, unless the environment sets them. It returns the
 // limit it set (0 for none).
 func applyGCDefaults(lookupEnv func(string) (string, bool), root fs.FS) int64 {
-	if _, set := lookupEnv("GOGC"); !set {
+	// Set but empty is unset, as the runtime reads them.
+	gogc, _ := lookupEnv("GOGC")
+	if gogc == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
-	if _, set := lookupEnv("GOMEMLIMIT"); set {
+	// GOGC=off without a limit asks for no collection at all: honoured.
+	if v, _ := lookupEnv("GOMEMLIMIT"); v != "" || gogc == "off" {
 		return 0
 	}
 	limit, ok := cgroupMemoryLimit(root)
@@ -55,56 +58,111 @@ func applyGCDefaults(lookupEnv func(string) (string, bool), root fs.FS) int64 {
 	return soft
 }
 
-// cgroupMemoryLimit reads the memory limit of the process's cgroup: the
-// smallest v2 memory.max or v1 memory.limit_in_bytes of the group
-// /proc/self/cgroup names and of each of its parents (a limit holds for
-// everything below it), and of the root, which is where a container sees
-// its own group. No limit ("max", or v1's huge "unlimited" value) or
-// nothing readable is ok=false.
+// cgroupMemoryLimit reads the memory limit of the process's cgroup, as
+// /proc/self/cgroup names it: on v2 the smallest memory.max of the group
+// and its parents up to the mount's root (v2 limits always hold for
+// everything below them); on v1 the group's hierarchical_memory_limit
+// (memory.stat), which is the effective one even where a parent does not
+// enforce its limit on its children, else its memory.limit_in_bytes. A v1
+// group not mounted where it says is read at the mount's root: that is
+// where a container sees its own group. A group outside the process's
+// cgroup namespace ("/.." paths) has no limit this can know. No limit
+// ("max", or v1's huge "unlimited" value) or nothing readable is ok=false.
 func cgroupMemoryLimit(root fs.FS) (int64, bool) {
-	type place struct{ mount, group, file string }
-	var places []place
-	if b, err := fs.ReadFile(root, "proc/self/cgroup"); err == nil {
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for sc.Scan() {
-			line := sc.Text()
-			if p, ok := strings.CutPrefix(line, "0::"); ok { // v2: "0::/system.slice/x.service"
-				places = append(places, place{"sys/fs/cgroup", p, "memory.max"})
-			} else if _, p, ok := strings.Cut(line, ":memory:"); ok { // v1: "4:memory:/docker/abc"
-				places = append(places, place{"sys/fs/cgroup/memory", p, "memory.limit_in_bytes"})
+	var limit int64
+	found := false
+	take := func(v int64, ok bool) {
+		if ok && (!found || v < limit) {
+			limit, found = v, true
+		}
+	}
+	v1 := func(g string) {
+		dir := path.Join("sys/fs/cgroup/memory", g)
+		if !fileExists(root, dir) {
+			dir = "sys/fs/cgroup/memory"
+		}
+		if v, ok := v1Hierarchical(root, dir); ok {
+			take(v, ok)
+			return
+		}
+		take(readLimit(root, path.Join(dir, "memory.limit_in_bytes")))
+	}
+	v2 := func(g string) {
+		for ; ; g = path.Dir(g) {
+			take(readLimit(root, path.Join("sys/fs/cgroup", g, "memory.max")))
+			if g == "/" {
+				return
 			}
 		}
 	}
-	places = append(places, place{"sys/fs/cgroup", "/", "memory.max"}, place{"sys/fs/cgroup/memory", "/", "memory.limit_in_bytes"})
-	var limit int64
-	found := false
-	for _, pl := range places {
-		for g := path.Clean("/" + pl.group); ; g = path.Dir(g) {
-			if v, ok := readLimit(root, path.Join(pl.mount, g, pl.file)); ok && (!found || v < limit) {
-				limit, found = v, true
-			}
-			if g == "/" {
-				break
-			}
+	b, err := fs.ReadFile(root, "proc/self/cgroup")
+	if err != nil {
+		v2("/")
+		v1("/")
+		return limit, found
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		// "hierarchy-ID:controller-list:path"; v2 is "0::path".
+		f := strings.SplitN(sc.Text(), ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		isV2 := f[0] == "0" && f[1] == ""
+		if !isV2 && !slices.Contains(strings.Split(f[1], ","), "memory") {
+			continue
+		}
+		if strings.HasPrefix(f[2], "/..") {
+			return 0, false
+		}
+		if g := path.Clean("/" + f[2]); isV2 {
+			v2(g)
+		} else {
+			v1(g)
 		}
 	}
 	return limit, found
 }
 
-// readLimit parses one limit file: a byte count, or "max" for none. v1
-// writes "no limit" as a page-rounded math.MaxInt64, so anything from 2^60
-// up is no limit too.
+// v1Hierarchical reads hierarchical_memory_limit from dir's memory.stat.
+func v1Hierarchical(root fs.FS, dir string) (int64, bool) {
+	b, err := fs.ReadFile(root, path.Join(dir, "memory.stat"))
+	if err != nil {
+		return 0, false
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "hierarchical_memory_limit "); ok {
+			return parseLimit(v)
+		}
+	}
+	return 0, false
+}
+
+func fileExists(root fs.FS, name string) bool {
+	_, err := fs.Stat(root, name)
+	return err == nil
+}
+
+// readLimit parses one limit file.
 func readLimit(root fs.FS, name string) (int64, bool) {
 	b, err := fs.ReadFile(root, name)
 	if err != nil {
 		return 0, false
 	}
-	s := strings.TrimSpace(string(b))
+	return parseLimit(string(b))
+}
+
+// parseLimit reads a byte count, or "max" for none. v1 writes "no limit"
+// as a page-rounded math.MaxInt64, so anything from 2^60 up is no limit
+// too.
+func parseLimit(s string) (int64, bool) {
+	s = strings.TrimSpace(s)
 	if s == "max" {
 		return 0, false
 	}
 	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || v <= 0 || v >= 1<<60 || v == math.MaxInt64 {
+	if err != nil || v <= 0 || v >= 1<<60 {
 		return 0, false
 	}
 	return v, true

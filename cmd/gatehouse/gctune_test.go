@@ -59,6 +59,24 @@ func TestCgroupMemoryLimit(t *testing.T) {
 			"sys/fs/cgroup/memory/process_api/c231/memory.limit_in_bytes": file("134217728\n"),
 			"sys/fs/cgroup/memory/memory.limit_in_bytes":                  file("9223372036854771712\n"),
 		}, 134217728, true},
+		{"v1 hierarchical limit", fstest.MapFS{
+			"proc/self/cgroup": file("4:memory:/a/b\n"),
+			"sys/fs/cgroup/memory/a/b/memory.limit_in_bytes": file("9223372036854771712\n"),
+			"sys/fs/cgroup/memory/a/b/memory.stat":           file("cache 0\nhierarchical_memory_limit 314572800\n"),
+		}, 314572800, true},
+		{"v1 co-mounted controllers", fstest.MapFS{
+			"proc/self/cgroup": file("4:cpuset,memory:/x\n"),
+			"sys/fs/cgroup/memory/x/memory.limit_in_bytes": file("200000000\n"),
+		}, 200000000, true},
+		{"v1 memory in another controller's path", fstest.MapFS{
+			"proc/self/cgroup": file("3:cpu,cpuacct:/a:memory:/b\n"),
+			"sys/fs/cgroup/memory/b/memory.limit_in_bytes": file("100000000\n"),
+		}, 0, false},
+		{"outside the cgroup namespace", fstest.MapFS{
+			"proc/self/cgroup":                 file("0::/../sibling\n"),
+			"sys/fs/cgroup/memory.max":         file("268435456\n"),
+			"sys/fs/cgroup/sibling/memory.max": file("100000000\n"),
+		}, 0, false},
 		{"v1 unlimited", fstest.MapFS{
 			"sys/fs/cgroup/memory/memory.limit_in_bytes": file("9223372036854771712\n"),
 		}, 0, false},
@@ -106,6 +124,21 @@ func TestApplyGCDefaults(t *testing.T) {
 	}
 	if lim := debug.SetMemoryLimit(math.MaxInt64); lim != math.MaxInt64 {
 		t.Fatalf("memory limit changed under GOMEMLIMIT: %d", lim)
+	}
+
+	// Set but empty is unset, as the runtime reads them.
+	debug.SetGCPercent(100)
+	if got := applyGCDefaults(env(map[string]string{"GOGC": "", "GOMEMLIMIT": ""}), limited); got != 900000000 {
+		t.Fatalf("empty GOMEMLIMIT: limit set = %d, want 900000000", got)
+	}
+	if pct := debug.SetGCPercent(100); pct != defaultGCPercent {
+		t.Fatalf("empty GOGC: GC percent = %d, want %d", pct, defaultGCPercent)
+	}
+	debug.SetMemoryLimit(math.MaxInt64)
+
+	// GOGC=off without GOMEMLIMIT: no collection, as asked.
+	if got := applyGCDefaults(env(map[string]string{"GOGC": "off"}), limited); got != 0 {
+		t.Fatalf("limit set under GOGC=off: %d", got)
 	}
 
 	// No cgroup limit: no memory limit.

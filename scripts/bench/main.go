@@ -150,6 +150,7 @@ func run(ctx context.Context, gh, rowsFlag string, burns []string, round time.Du
 		name := "bare+" + d
 		bt := target{url: "https://app.localhost:" + env.barePort + "/", pid: barePID}
 		gt := target{url: "https://app.localhost:" + port + "/", pid: burnPID}
+		settle()
 		b, g := compare(ctx, client, name, bt, gt, conc, round, rounds)
 		stopBurn()
 		stopRedis()
@@ -161,18 +162,6 @@ func run(ctx context.Context, gh, rowsFlag string, burns []string, round time.Du
 	fmt.Println(first)
 	return nil
 }
-
-// settle lets the disk write back what earlier rows left dirty before a
-// row is measured (the audit logs of the rows before it), so one row's
-// writeback is not charged to the next. The audited-always row, whose
-// fsync per request slows the disk for longer than this, runs last.
-func settle() {
-	syscall.Sync()
-	time.Sleep(settleTime)
-}
-
-// settleTime is how long settle waits after sync(2).
-const settleTime = 2 * time.Second
 
 // rowFormat is the table's fixed-width line: a row is printed as soon as
 // it is measured.

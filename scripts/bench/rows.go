@@ -70,9 +70,10 @@ anomaly:
       action: [alert]
 `
 
-// The rows, cumulative: each adds one stage's real work to the one before.
-// Every row writes the signed audit log (batch mode unless said): Gatehouse
-// has no way to serve unaudited.
+// The rows, cumulative up to anomaly-redis: each adds one stage's real work
+// to the one before; audited-always is the policy row with durability
+// always. Every row writes the signed audit log (batch mode unless said):
+// Gatehouse has no way to serve unaudited.
 var rows = []row{
 	{name: "public", path: "/", policy: allowAll, conf: `
 routes:
@@ -90,7 +91,7 @@ redis:
   addr: {{.RedisAddr}}
 `, headers: login},
 	// Last: its fsync per request slows the disk for the rows after it
-	// for half a minute or more (anomaly-redis read 0.57–0.60 of the bare
+	// for half a minute or more (anomaly-redis read 0.57–0.59 of the bare
 	// proxy right after it, 0.65–0.70 before it or on its own).
 	{name: "audited-always", path: "/", policy: cookbook, durability: "always", conf: oidcConf + appRoute, headers: login},
 }
